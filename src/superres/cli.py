@@ -1,0 +1,220 @@
+"""The `superres` command: the only module that parses arguments, prints for people, or exits.
+
+Exit codes: 0 success; 1 some files of a folder run failed; 2 bad input or usage; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit code 2."""
+
+
+def _error(message: str) -> None:
+    print(f"superres: error: {message}", file=sys.stderr)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _progress(total: int, desc: str, enabled: bool = True):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or not sys.stderr.isatty(), leave=False)
+
+
+def _load(model_name: str, device: str, precision: str):
+    from superres.runtime import autocast_for, resolve_device, resolve_precision
+    from superres.weights import load_model
+
+    torch_device = resolve_device(device)
+    model = load_model(model_name, device=torch_device)
+    return model, autocast_for(torch_device, resolve_precision(precision, torch_device))
+
+
+# ---------------------------------------------------------------------------------------------------- upscale
+def _plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
+    """(input file, output file) pairs: a folder maps to a folder with the same relative names."""
+    from superres.imageio import is_image_path, list_images
+
+    single_file = len(inputs) == 1 and inputs[0].is_file()
+    if single_file and is_image_path(output):
+        return [(inputs[0], output)]
+    if output.exists() and not output.is_dir():
+        raise CliError(f"{output}: exists and is not a folder (several inputs need an output folder)")
+    plan = []
+    for item in inputs:
+        if item.is_dir():
+            plan += [(f, output / f.relative_to(item)) for f in list_images(item)]
+        elif item.exists():
+            plan.append((item, output / item.name))
+        else:
+            raise CliError(f"{item}: no such file or folder")
+    return plan
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from superres.imageio import ImageFileError, read_picture, write_picture
+    from superres.inference import upscale_picture
+
+    plan = _plan_outputs([Path(p) for p in args.inputs], Path(args.output))
+    if not plan:
+        raise CliError("no images found in the given inputs")
+    for source, target in plan:
+        if source.resolve() == target.resolve():
+            raise CliError(f"{target}: output would overwrite its input")
+    model, autocast = _load(args.model, args.device, args.precision)
+    if args.scale != model.scale:
+        raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
+    failures: list[str] = []
+    bar = _progress(len(plan), "upscaling", enabled=len(plan) > 1)
+    for source, target in plan:
+        if args.skip_existing and target.exists():
+            bar.update(1)
+            continue
+        try:
+            picture = read_picture(source, max_pixels=args.max_pixels)
+            sr = upscale_picture(model, picture, tile=args.tile, overlap=args.overlap, autocast=autocast)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_picture(target, sr)
+        except (ImageFileError, OSError) as error:
+            if len(plan) == 1:
+                raise CliError(str(error).splitlines()[0]) from None
+            failures.append(str(error).splitlines()[0])
+        bar.update(1)
+    bar.close()
+    done = len(plan) - len(failures)
+    if len(plan) > 1 or failures:
+        print(f"upscaled {done} of {len(plan)} images x{model.scale} with {model.info.name} into {args.output}")
+    else:
+        print(f"{plan[0][1]}: x{model.scale} with {model.info.name}")
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate
+def _format_evaluation(result) -> str:
+    lines = [f"{result.model} on {result.data} (x{result.scale}, {result.degradation} LR)", ""]
+    lines.append(f"{'image':<24} {'PSNR-Y':>8} {'SSIM-Y':>8} {'PSNR-RGB':>9} {'SSIM-RGB':>9} {'sharp':>6}")
+    for s in result.per_image:
+        lines.append(f"{s.name:<24} {s.psnr_y:8.2f} {s.ssim_y:8.4f} {s.psnr_rgb:9.2f} {s.ssim_rgb:9.4f} {s.sharpness:6.3f}")
+    lines.append(
+        f"{'mean of ' + str(result.images):<24} {result.psnr_y:8.2f} {result.ssim_y:8.4f} "
+        f"{result.psnr_rgb:9.2f} {result.ssim_rgb:9.4f} {result.sharpness:6.3f}"
+    )
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from superres.evaluate import evaluate
+
+    if not Path(args.data).is_dir():
+        raise CliError(f"{args.data}: no such folder")
+    model, autocast = _load(args.model, args.device, args.precision)
+    try:
+        result = evaluate(model, args.data, model_name=model.info.name, degradation=args.degradation, tile=args.tile, autocast=autocast)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    print(_format_evaluation(result))
+    if args.json:
+        _write_text_atomic(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    from superres.models import build_model, count_parameters
+    from superres.weights import DEFAULTS, catalogue, describe
+
+    rows = [
+        {"name": "bicubic", "arch": "bicubic", "scale": 4, "degradation": "any", "params": 0, "metrics": {}, "file": None},
+        *(describe(info) for info in catalogue()),
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(f"{'name':<32} {'arch':<8} {'scale':>5} {'degradation':<16} {'params':>10}  metrics")
+    for row in rows:
+        metrics = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row["metrics"].items())
+        print(f"{row['name']:<32} {row['arch']:<8} {row['scale']:>5} {row['degradation']:<16} {row['params']:>10,}  {metrics}")
+    print("\naliases: " + ", ".join(f"{k} -> {v}" for k, v in DEFAULTS.items()))
+    print("architectures: " + ", ".join(f"{a} ({count_parameters(build_model(a)):,} params)" for a in ("cnn", "rescnn", "discriminator")))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from superres import __version__
+    from superres.imageio import DEFAULT_MAX_PIXELS
+    from superres.runtime import PRECISIONS
+
+    parser = argparse.ArgumentParser(prog="superres", description="x4 super-resolution and deblurring of photos.")
+    parser.add_argument("--version", action="version", version=f"superres {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def runtime_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
+        p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16/bf16 on CUDA, fp32 on CPU")
+        p.add_argument("--tile", type=int, default=None, help="tile size in input pixels, bounds memory (default: whole image)")
+
+    p = commands.add_parser("upscale", help="upscale images or folders")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument("--model", default="rescnn", help="shipped model name, weights path, or bicubic (default: rescnn)")
+    p.add_argument("--scale", type=int, default=4, help="must match the model (default: 4)")
+    p.add_argument("--overlap", type=int, default=16, help="tile overlap in input pixels (default: 16)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
+    p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
+    runtime_options(p)
+    p.set_defaults(run=cmd_upscale)
+
+    p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="folder with HR/ and optionally LR_bicubic/X4/ or LR_unknown/X4/")
+    p.add_argument("--degradation", default="bicubic", choices=["bicubic", "div2k-unknown"])
+    p.add_argument("--json", help="also write the results as JSON to this file")
+    runtime_options(p)
+    p.set_defaults(run=cmd_evaluate)
+
+    p = commands.add_parser("models", help="list architectures and shipped weights")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from superres.imageio import ImageFileError
+    from superres.weights import WeightsError
+
+    try:
+        return args.run(args)
+    except (CliError, ImageFileError, WeightsError, ValueError, RuntimeError) as error:
+        if os.environ.get("SUPERRES_DEBUG"):
+            raise
+        _error(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _error("interrupted; finished outputs are complete, none is half-written")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,128 @@
+"""Score a model on a folder of test images by the published protocol (see `superres.metrics`)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from superres.data import degrade, find_pairs
+from superres.imageio import read_picture
+from superres.inference import model_device, upscale
+from superres.metrics import gradient_energy, psnr, ssim
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    ssim_rgb: float
+    sharpness: float  # gradient energy of SR over that of HR
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    model: str
+    data: str
+    scale: int
+    degradation: str
+    images: int
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    ssim_rgb: float
+    sharpness: float
+    seconds_per_image: float
+    per_image: list[ImageScore] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def _synchronize(model: nn.Module) -> None:
+    if model_device(model).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def score_image(sr: torch.Tensor, gt: torch.Tensor, *, scale: int) -> dict[str, float]:
+    """All metrics for one output against its ground truth; (1, H, W) ground truth counts as Y."""
+    if gt.shape[0] == 1:
+        sr = sr.mean(0, keepdim=True)
+    border = scale
+    return {
+        "psnr_y": psnr(sr, gt, crop_border=border, y_channel=True),
+        "ssim_y": ssim(sr, gt, crop_border=border, y_channel=True),
+        "psnr_rgb": psnr(sr, gt, crop_border=border, y_channel=False),
+        "ssim_rgb": ssim(sr, gt, crop_border=border, y_channel=False),
+        "sharpness": gradient_energy(sr, crop_border=border) / max(gradient_energy(gt, crop_border=border), 1e-12),
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    data_dir: str | Path,
+    *,
+    model_name: str,
+    degradation: str = "bicubic",
+    tile: int | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    on_image: Callable[[int, int, ImageScore], None] | None = None,
+) -> Evaluation:
+    """Upscale every LR image of `data_dir` that has an HR counterpart and score it.
+
+    LR comes from `LR_bicubic/X{s}/` or `LR_unknown/X{s}/` by `degradation`; where it is missing it is made from
+    the HR by that degradation. LR files without HR are skipped.
+    """
+    scale = model.scale
+    pairs = [p for p in find_pairs(data_dir, degradation=degradation, scale=scale) if p.gt_path is not None]
+    if not pairs:
+        raise FileNotFoundError(f"{data_dir}: no HR images found (expected {Path(data_dir) / 'HR'}/*.png)")
+    scores: list[ImageScore] = []
+    for index, pair in enumerate(pairs):
+        gt = read_picture(pair.gt_path).pixels
+        if pair.lq_path is not None:
+            lq = read_picture(pair.lq_path).pixels
+        else:
+            h, w = gt.shape[-2] // scale * scale, gt.shape[-1] // scale * scale
+            colour = gt[:, :h, :w].expand(3, -1, -1)
+            lq = degrade(colour[None], degradation, scale=scale)[0]
+        lq = lq.expand(3, -1, -1)
+        _synchronize(model)
+        start = time.perf_counter()
+        sr = upscale(model, lq, tile=tile, autocast=autocast)
+        _synchronize(model)
+        seconds = time.perf_counter() - start
+        gt = gt[:, : sr.shape[-2], : sr.shape[-1]]  # HR not a multiple of the scale: crop it (modcrop)
+        if gt.shape[-2:] != sr.shape[-2:]:
+            raise ValueError(f"{pair.name}: LR x{scale} is {tuple(sr.shape[-2:])}, larger than HR {tuple(gt.shape[-2:])}")
+        score = ImageScore(name=pair.name, seconds=seconds, **score_image(sr, gt, scale=scale))
+        scores.append(score)
+        if on_image:
+            on_image(index + 1, len(pairs), score)
+    return Evaluation(
+        model=model_name,
+        data=str(data_dir),
+        scale=scale,
+        degradation=degradation,
+        images=len(scores),
+        psnr_y=_mean([s.psnr_y for s in scores]),
+        ssim_y=_mean([s.ssim_y for s in scores]),
+        psnr_rgb=_mean([s.psnr_rgb for s in scores]),
+        ssim_rgb=_mean([s.ssim_rgb for s in scores]),
+        sharpness=_mean([s.sharpness for s in scores]),
+        seconds_per_image=_mean([s.seconds for s in scores]),
+        per_image=scores,
+    )

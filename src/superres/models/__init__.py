@@ -1,0 +1,34 @@
+"""The model registry, written out by hand: name -> builder taking keyword-only arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from superres.models.bicubic import Bicubic
+from superres.models.cnn import SubPixelCNN
+from superres.models.discriminator import Discriminator
+from superres.models.rescnn import ResCNN
+
+ARCHS: dict[str, Callable[..., nn.Module]] = {
+    "bicubic": Bicubic,
+    "cnn": SubPixelCNN,
+    "rescnn": ResCNN,
+    "discriminator": Discriminator,
+}
+GENERATORS = ("bicubic", "cnn", "rescnn")
+
+
+def build_model(arch: str, **kwargs) -> nn.Module:
+    """Build a registered architecture from keyword arguments (the same ones stored in weights files)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    return ARCHS[arch](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["ARCHS", "GENERATORS", "Bicubic", "Discriminator", "ResCNN", "SubPixelCNN", "build_model", "count_parameters"]

@@ -1,0 +1,226 @@
+"""Weights files: `.safetensors` whose metadata names the architecture and its arguments, and the catalogue.
+
+A weights file is enough to rebuild its model: metadata holds `arch`, JSON `args`, `scale`, `degradation`,
+the package `version`, the training `recipe` and the measured `metrics` (both JSON). Shipped files live in
+`superres/pretrained/`, named `{arch}-x{scale}-{data}-v{N}.safetensors`; a name without `-vN` means the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from superres import __version__
+from superres.models import GENERATORS, build_model, count_parameters
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# What a bare architecture name resolves to: `--model rescnn` is the model for blurred real-world input.
+DEFAULTS = {"rescnn": "rescnn-x4-div2k-unknown", "cnn": "cnn-x4-div2k-unknown", "gan": "gan-x4-div2k-unknown"}
+DEFAULT_MODEL = "rescnn"
+_VERSIONED = re.compile(r"^(?P<base>.+)-v(?P<version>\d+)$")
+
+
+class WeightsError(Exception):
+    """A weights file or name that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    name: str
+    path: Path | None
+    arch: str
+    args: dict
+    scale: int
+    degradation: str
+    version: str = ""
+    metrics: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+
+
+def save_weights(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    arch: str,
+    args: dict,
+    scale: int,
+    degradation: str,
+    metrics: dict | None = None,
+    recipe: dict | None = None,
+) -> Path:
+    """Write inference weights with their metadata, atomically (temporary file, then rename)."""
+    path = Path(path)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": "superres",
+        "arch": arch,
+        "args": json.dumps(args, sort_keys=True),
+        "scale": str(scale),
+        "degradation": degradation,
+        "version": __version__,
+        "metrics": json.dumps(metrics or {}, sort_keys=True),
+        "recipe": json.dumps(recipe or {}, sort_keys=True),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _json_field(metadata: dict, key: str, path: Path) -> dict:
+    try:
+        value = json.loads(metadata.get(key, "{}"))
+    except json.JSONDecodeError as error:
+        raise WeightsError(f"{path}: metadata field {key!r} is not valid JSON ({error.msg})") from None
+    if not isinstance(value, dict):
+        raise WeightsError(f"{path}: metadata field {key!r} must be a JSON object")
+    return value
+
+
+def read_info(path: str | os.PathLike) -> WeightsInfo:
+    """The metadata of a `.safetensors` weights file (reads the header only)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such weights file") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"{path}: not a readable .safetensors file ({str(error).splitlines()[0]})") from None
+    if "arch" not in metadata:
+        raise WeightsError(f"{path}: metadata has no 'arch': not a superres weights file")
+    arch = metadata["arch"]
+    if arch not in GENERATORS:
+        raise WeightsError(f"{path}: metadata names unknown architecture {arch!r}")
+    args = _json_field(metadata, "args", path)
+    try:
+        scale = int(metadata.get("scale", args.get("scale", 4)))
+    except ValueError:
+        raise WeightsError(f"{path}: metadata field 'scale' is not an integer") from None
+    return WeightsInfo(
+        name=path.stem,
+        path=path,
+        arch=arch,
+        args=args,
+        scale=scale,
+        degradation=metadata.get("degradation", "unknown"),
+        version=metadata.get("version", ""),
+        metrics=_json_field(metadata, "metrics", path),
+        recipe=_json_field(metadata, "recipe", path),
+    )
+
+
+def catalogue() -> list[WeightsInfo]:
+    """Every shipped weights file, sorted by name."""
+    return [read_info(p) for p in sorted(PRETRAINED_DIR.glob("*.safetensors"))]
+
+
+def _newest(base: str) -> Path | None:
+    versions = []
+    for p in PRETRAINED_DIR.glob(f"{base}-v*.safetensors"):
+        match = _VERSIONED.match(p.stem)
+        if match and match["base"] == base:
+            versions.append((int(match["version"]), p))
+    return max(versions)[1] if versions else None
+
+
+def resolve(name_or_path: str) -> Path | None:
+    """The weights file a name or path means; None for `bicubic`, which has no weights."""
+    if name_or_path == "bicubic":
+        return None
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".safetensors", ".pth", ".pt") or os.sep in name_or_path:
+        if not candidate.is_file():
+            raise WeightsError(f"{name_or_path}: no such weights file")
+        return candidate
+    name = DEFAULTS.get(name_or_path, name_or_path)
+    exact = PRETRAINED_DIR / f"{name}.safetensors"
+    found = exact if exact.is_file() else _newest(name)
+    if found is None:
+        known = ", ".join(["bicubic", *sorted(DEFAULTS), *(i.name for i in catalogue())])
+        raise WeightsError(f"unknown model {name_or_path!r}; known: {known}")
+    return found
+
+
+def _load_state(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
+    if path.suffix == ".safetensors":
+        info = read_info(path)
+        try:
+            return info, load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise WeightsError(f"{path}: cannot read tensors ({str(error).splitlines()[0]})") from None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad or unsafe pickle
+        raise WeightsError(f"{path}: not a loadable .pth file ({str(error).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or not {"arch", "args", "state_dict"} <= payload.keys():
+        raise WeightsError(f"{path}: a .pth file must hold a dict with 'arch', 'args' and 'state_dict'")
+    arch, args = payload["arch"], payload["args"]
+    if arch not in GENERATORS:
+        raise WeightsError(f"{path}: unknown architecture {arch!r}")
+    info = WeightsInfo(path.stem, path, arch, dict(args), int(args.get("scale", 4)), payload.get("degradation", "unknown"))
+    return info, payload["state_dict"]
+
+
+def load_model(name_or_path: str, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a shipped name, a `.safetensors`/`.pth` path, or `bicubic`; eval mode, on `device`.
+
+    The returned module carries its `WeightsInfo` as `model.info`.
+    """
+    path = resolve(name_or_path)
+    if path is None:
+        model = build_model("bicubic", scale=4)
+        model.info = WeightsInfo("bicubic", None, "bicubic", {"scale": 4}, 4, "any")
+        return model.eval().to(device)
+    info, state = _load_state(path)
+    try:
+        model = build_model(info.arch, **info.args)
+    except TypeError as error:
+        raise WeightsError(f"{path}: arguments {info.args} do not fit {info.arch!r} ({error})") from None
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (first: {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} with wrong shapes (first: {k} {tuple(state[k].shape)}, expected {tuple(expected[k].shape)})")
+        raise WeightsError(f"{path}: weights do not match {info.arch} {info.args}: " + "; ".join(parts))
+    model.load_state_dict(state)
+    model.info = info
+    return model.eval().to(device)
+
+
+def describe(info: WeightsInfo) -> dict:
+    """A JSON-ready summary, as `superres models --json` prints it."""
+    params = count_parameters(build_model(info.arch, **info.args))
+    return {
+        "name": info.name,
+        "arch": info.arch,
+        "scale": info.scale,
+        "degradation": info.degradation,
+        "params": params,
+        "metrics": info.metrics,
+        "recipe": info.recipe,
+        "file": str(info.path) if info.path else None,
+    }
