@@ -162,6 +162,109 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------------- benchmark
+def _dataset_degradation(data_dir: Path, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "div2k-unknown" if (data_dir / "LR_unknown").is_dir() else "bicubic"
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from superres.evaluate import evaluate
+    from superres.inference import model_device
+    from superres.models import count_parameters
+    from superres.report import write_table
+
+    datasets = [Path(d) for d in args.data]
+    for folder in datasets:
+        if not folder.is_dir():
+            raise CliError(f"{folder}: no such folder")
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    loaded = [_load(name, args.device, args.precision) for name in names]  # fail before any work on a bad name
+    rows = []
+    for name, (model, autocast) in zip(names, loaded):
+        for folder in datasets:
+            degradation = _dataset_degradation(folder, args.degradation)
+            result = evaluate(model, folder, model_name=model.info.name, degradation=degradation, tile=args.tile, autocast=autocast)
+            row = {
+                "model": name,
+                "weights": model.info.name,
+                "data": folder.name,
+                "degradation": degradation,
+                "images": result.images,
+                "psnr_y": result.psnr_y,
+                "ssim_y": result.ssim_y,
+                "psnr_rgb": result.psnr_rgb,
+                "ssim_rgb": result.ssim_rgb,
+                "sharpness": result.sharpness,
+                "params": count_parameters(model),
+                "device": model_device(model).type,
+                "s_per_image": result.seconds_per_image,
+            }
+            rows.append(row)
+            print(
+                f"{name:<24} {folder.name:<18} {degradation:<14} PSNR-Y {row['psnr_y']:6.2f}  SSIM-Y {row['ssim_y']:.4f}  "
+                f"PSNR-RGB {row['psnr_rgb']:6.2f}  sharp {row['sharpness']:.3f}  {row['s_per_image']:.3f} s/img"
+            )
+    out = Path(args.out)
+    write_table(rows, out / "benchmark.md", out / "benchmark.csv")
+    _write_text_atomic(out / "benchmark.json", json.dumps(rows, indent=2) + "\n")
+    print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from superres.config import load_config
+    from superres.losses import MissingWeightsError
+    from superres.train import TrainingError, train
+
+    if not Path(args.config).is_file():
+        raise CliError(f"{args.config}: no such config file")
+    overrides = list(args.set or [])
+    if args.vgg_weights:
+        overrides.append(f"gan.vgg_weights={json.dumps(args.vgg_weights)}")
+    if args.content_loss:
+        overrides.append(f"gan.content_loss={json.dumps(args.content_loss)}")
+    config = load_config(args.config, overrides)
+    run_dir = Path(args.run_dir or Path("runs") / config.name)
+    bar = tqdm(total=config.train.steps, desc=config.name, unit="step", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(step: int, total: int, numbers: dict[str, float]) -> None:
+        bar.n = step
+        shown = {k.split("/")[-1] if k == "train/loss" else k: v for k, v in numbers.items() if not k.startswith("speed")}
+        bar.set_postfix({k: f"{v:.4g}" for k, v in list(shown.items())[:5]}, refresh=False)
+        bar.update(0)
+
+    try:
+        result = train(config, run_dir, resume=args.resume, progress=progress)
+    except (TrainingError, MissingWeightsError) as error:
+        bar.close()
+        raise CliError(str(error).splitlines()[0]) from None
+    bar.close()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    print(f"{result.stopped} at step {result.step} after {result.seconds / 60:.1f} min; {metrics}")
+    print(f"run folder: {run_dir} (best.safetensors, last.safetensors, log.csv, curves.png)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- curves
+def cmd_curves(args: argparse.Namespace) -> int:
+    from superres.report import plot_learning_curves
+
+    for run in args.runs:
+        if not (Path(run) / "log.csv").is_file():
+            raise CliError(f"{run}: no log.csv in this folder (is it a run folder?)")
+    keys = args.keys.split(",") if args.keys else None
+    out = plot_learning_curves([Path(r) for r in args.runs], args.output, keys=keys)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from superres import __version__
@@ -199,6 +302,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("models", help="list architectures and shipped weights")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_models)
+
+    p = commands.add_parser("benchmark", help="PSNR/SSIM/sharpness table of several models on several test folders")
+    p.add_argument("--models", required=True, help="comma-separated names or paths, e.g. bicubic,cnn,rescnn,gan")
+    p.add_argument("--data", nargs="+", required=True, help="test folders (HR/ and LR_*/X4/)")
+    p.add_argument("--degradation", default="auto", choices=["auto", "bicubic", "div2k-unknown"],
+                   help="auto: div2k-unknown where the folder has LR_unknown/, else bicubic")
+    p.add_argument("--out", required=True, help="folder for benchmark.md, benchmark.csv and benchmark.json")
+    runtime_options(p)
+    p.set_defaults(run=cmd_benchmark)
+
+    p = commands.add_parser("train", help="train a model from a TOML config (supervised or GAN)")
+    p.add_argument("--config", required=True, help="a TOML file, e.g. configs/rescnn_x4_div2k_unknown.toml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.steps=500")
+    p.add_argument("--run-dir", help="run folder (default: runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last good checkpoint")
+    p.add_argument("--vgg-weights", help="VGG19 ImageNet weights file for the vgg54 content loss")
+    p.add_argument("--content-loss", choices=["vgg54", "pixel-l1", "disc-features"], help="GAN content loss")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("curves", help="plot learning curves of one or more run folders")
+    p.add_argument("runs", nargs="+", help="run folders (each with log.csv)")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument("--keys", help="comma-separated log keys (default: losses and val/psnr)")
+    p.set_defaults(run=cmd_curves)
     return parser
 
 

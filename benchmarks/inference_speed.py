@@ -1,0 +1,452 @@
+"""Inference speed and peak memory of x4 upscaling on the CPU: superres models against OpenCV's dnn_superres peers.
+
+    PYTHONPATH=src python benchmarks/inference_speed.py                # full run, 4 to 6 minutes on 2 cores
+    PYTHONPATH=src python benchmarks/inference_speed.py --quick        # tiny input, 1 repeat: a smoke run
+    PYTHONPATH=src python benchmarks/inference_speed.py --models rescnn espcn --repeats 5
+
+1. Speed: a `--size` px RGB crop of a real photo (Set14 HR; seeded noise when the photo is absent) is upscaled x4
+   by each model: superres models through `superres.inference.upscale` in fp32 (shipped weights when the name
+   resolves, else the architecture with random weights: speed does not depend on the weights), the OpenCV peers
+   through `cv2.dnn_superres`, and `cv2.resize` INTER_CUBIC. One warm-up run, then the median of `--repeats`.
+2. Memory: every measurement runs in a fresh child process, whose peak resident set (VmHWM, reset after the model
+   and input are loaded) is reported, absolute and as the delta over the resident set just before upscaling.
+3. Large image: `--large` (2000x1500) made by mirror-tiling the photo, upscaled by rescnn with `--tile` 256 in a
+   fresh process (one warm-up on a tile-sized corner, one timed run), whose whole-life peak RSS must stay within
+   `--limit-gib` (3 GiB). The same without tiling runs only when the 256 px rescnn measurement, its delta scaled
+   by the pixel count, predicts it fits `--untiled-limit-gib`; otherwise it is reported as skipped.
+
+Prints a Markdown table and writes it, with the raw numbers and the machine, to `--out`/inference_speed.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+# torch, cv2 and superres are imported inside functions: a child process that measures an OpenCV peer should not
+# carry torch's memory, and the parent imports them only to describe the machine and resolve weight names.
+
+HERE = Path(__file__).resolve()
+RESULTS = HERE.parent / "results"
+SHARED = HERE.parents[1].parent / "shared"
+PHOTOS = SHARED / "data" / "benchmarks" / "set14" / "HR"
+PEERS = SHARED / "peers" / "opencv_dnn_superres"
+SCALE = 4
+MIB = 2**20
+
+TORCH_MODELS = ("bicubic", "cnn", "rescnn", "gan")
+OPENCV_PEERS = {  # name -> (file, algorithm for setModel)
+    "espcn": ("ESPCN_x4.pb", "espcn"),
+    "fsrcnn": ("FSRCNN_x4.pb", "fsrcnn"),
+    "fsrcnn-small": ("FSRCNN-small_x4.pb", "fsrcnn"),
+    "lapsrn": ("LapSRN_x4.pb", "lapsrn"),
+}
+MODELS = (*TORCH_MODELS, *OPENCV_PEERS, "cv2-cubic")
+FALLBACK_ARCH = {"bicubic": "bicubic", "cnn": "cnn", "rescnn": "rescnn"}  # gan has none: it is a rescnn
+TINY_ARGS = {"cnn": {"channels": 8}, "rescnn": {"channels": 8, "num_blocks": 1}}
+
+
+# ---------------------------------------------------------------- the child process: one measurement
+
+
+def _status_kib(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _torch_upscaler(spec: dict):
+    import torch
+
+    from superres.inference import upscale
+    from superres.models import build_model, count_parameters
+    from superres.weights import WeightsError, load_model
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    model = None
+    if spec["args"] is None:  # explicit arguments (tiny models) skip the shipped weights
+        try:
+            model = load_model(spec["name"])
+            weights = "none" if model.info.path is None else f"shipped {model.info.name}"
+        except WeightsError:
+            pass
+    if model is None:
+        model = build_model(spec["arch"], **(spec["args"] or {})).eval()
+        weights = "none" if spec["arch"] == "bicubic" else "random (no shipped weights)"
+    image = torch.from_numpy(np.load(spec["input"])).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+    info = {"weights": weights, "params": count_parameters(model), "torch_threads": torch.get_num_threads()}
+    return (lambda x: upscale(model, x, tile=spec["tile"])), image, info
+
+
+def _opencv_upscaler(spec: dict):
+    import cv2
+
+    if spec["threads"]:
+        cv2.setNumThreads(spec["threads"])
+    bgr = np.ascontiguousarray(np.load(spec["input"])[..., ::-1])  # (H, W, 3) uint8 BGR
+    info = {"cv2_threads": cv2.getNumThreads()}
+    if spec["name"] == "cv2-cubic":
+        size = (bgr.shape[1] * SCALE, bgr.shape[0] * SCALE)
+        return (lambda x: cv2.resize(x, size, interpolation=cv2.INTER_CUBIC)), bgr, {**info, "weights": "none"}
+    model = cv2.dnn_superres.DnnSuperResImpl_create()
+    model.readModel(spec["file"])
+    model.setModel(spec["algo"], SCALE)
+    return model.upsample, bgr, {**info, "weights": f"OpenCV {Path(spec['file']).name}"}
+
+
+def _shape_hw(out) -> list[int]:
+    return list(out.shape[-2:]) if out.ndim == 3 and out.shape[0] == 3 else list(out.shape[:2])
+
+
+def measure(spec: dict) -> dict:
+    """Time `spec`'s model in this process: warm-ups, then `repeats` timed runs; peak RSS over all of them."""
+    make = _opencv_upscaler if spec["kind"] == "opencv" else _torch_upscaler
+    run, image, info = make(spec)
+    import gc
+
+    gc.collect()
+    rss_before = _status_kib("VmRSS")
+    life_peak = _status_kib("VmHWM")
+    resettable = _reset_peak()
+    crop = spec.get("warmup_crop")  # warm up on a corner of a large input, not the whole of it
+    warm = image if not crop else image[..., :crop, :crop] if spec["kind"] == "torch" else image[:crop, :crop]
+    for _ in range(spec["warmup"]):
+        out = run(warm)
+        del out
+    seconds, cpu_start = [], time.process_time()
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        out = run(image)
+        seconds.append(time.perf_counter() - start)
+        shape = _shape_hw(out)
+        del out
+    peak = _status_kib("VmHWM")
+    return {
+        **info,
+        "output": shape,
+        "seconds": seconds,
+        "cpu_cores_used": (time.process_time() - cpu_start) / sum(seconds),  # below the threads: contention
+        "baseline_rss_mib": rss_before / 1024,
+        "peak_rss_mib": peak / 1024,
+        "peak_delta_mib": (peak - rss_before) / 1024,
+        "process_peak_rss_mib": max(peak, life_peak) / 1024,
+        "peak_reset": resettable,
+    }
+
+
+def _worker(spec_json: str) -> None:
+    print("RESULT " + json.dumps(measure(json.loads(spec_json))), flush=True)
+
+
+# ---------------------------------------------------------------- the parent: inputs, children, tables
+
+
+def photo_source(folder: Path) -> Path | None:
+    """The largest photo in `folder` (most pixels, then name), or None when there is none."""
+    from superres.imageio import list_images, read_rgb_u8
+
+    if not folder.is_dir():
+        return None
+    pixels = {p: read_rgb_u8(p).shape[0] * read_rgb_u8(p).shape[1] for p in list_images(folder)}
+    return max(pixels, key=lambda p: (pixels[p], p.name), default=None)
+
+
+def centre_crop(photo: np.ndarray, size: int) -> np.ndarray:
+    """A `size` x `size` crop from the centre, mirror-padding first where the photo is smaller."""
+    photo = mirror_tile(photo, max(size, photo.shape[0]), max(size, photo.shape[1]))
+    y, x = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
+    return np.ascontiguousarray(photo[y : y + size, x : x + size])
+
+
+def mirror_tile(photo: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(height, width, 3): the photo repeated by mirror reflection, so there are no hard seams."""
+    pad = ((0, max(height - photo.shape[0], 0)), (0, max(width - photo.shape[1], 0)), (0, 0))
+    return np.ascontiguousarray(np.pad(photo, pad, mode="symmetric")[:height, :width])
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child: it imports superres from wherever this process did."""
+    import superres
+
+    package_root = str(Path(superres.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_child(spec: dict, timeout: float) -> dict:
+    """`measure(spec)` in a fresh Python process; a failure becomes a row with status "failed"."""
+    command = [sys.executable, str(HERE), "--worker", json.dumps(spec)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "failed", "reason": f"exit {done.returncode}: {tail[:300]}"}
+    return {"status": "ok", **json.loads(lines[-1][len("RESULT ") :])}
+
+
+def model_spec(name: str, args: argparse.Namespace) -> dict | str:
+    """The child's instructions for `name`, or the reason it is skipped."""
+    base = {"name": name, "threads": args.threads, "tile": None, "args": None}
+    if name in OPENCV_PEERS:
+        file, algo = OPENCV_PEERS[name]
+        path = args.peers / file
+        if not path.is_file():
+            return f"peer model {path} not found"
+        return {**base, "kind": "opencv", "file": str(path), "algo": algo}
+    if name == "cv2-cubic":
+        return {**base, "kind": "opencv"}
+    if name == "gan":
+        from superres.weights import WeightsError, resolve
+
+        try:
+            resolve("gan")
+        except WeightsError:
+            return "no shipped 'gan' weights; its generator is a rescnn, measured above"
+        return {**base, "kind": "torch", "arch": "rescnn"}
+    tiny = TINY_ARGS.get(name) if args.tiny_models else None
+    return {**base, "kind": "torch", "arch": FALLBACK_ARCH[name], "args": tiny}
+
+
+def speed_row(name: str, spec: dict | str, input_path: Path, size: tuple[int, int], args) -> dict:
+    row = {"model": name, "input": list(size)}
+    if isinstance(spec, str):
+        return {**row, "status": "skipped", "reason": spec}
+    spec = {**spec, "input": str(input_path), "warmup": args.warmup, "repeats": args.repeats}
+    result = run_child(spec, timeout=args.timeout)
+    row.update(result)
+    if result["status"] == "ok":
+        row["median_s"] = statistics.median(result["seconds"])
+        row["mp_per_s"] = row["output"][0] * row["output"][1] / 1e6 / row["median_s"]
+    return row
+
+
+def large_rows(speed: list[dict], large_path: Path, size: tuple[int, int], args) -> list[dict]:
+    """rescnn on the large image: tiled (required within the limit), then untiled where predicted to fit."""
+    spec = model_spec("rescnn", args)
+    base = {**spec, "input": str(large_path), "warmup": 1, "warmup_crop": args.tile, "repeats": 1}
+    rows = []
+    for tile in (args.tile, None):
+        row = {"model": "rescnn", "input": list(size), "tile": tile, "limit_gib": args.limit_gib}
+        if tile is None:
+            skip = untiled_skip_reason(speed, size, args)
+            if skip:
+                rows.append({**row, "status": "skipped", "reason": skip})
+                continue
+        row.update(run_child({**base, "tile": tile}, timeout=args.timeout))
+        if row["status"] == "ok":
+            row["median_s"] = row["seconds"][0]
+            row["mp_per_s"] = row["output"][0] * row["output"][1] / 1e6 / row["median_s"]
+            row["within_limit"] = row["process_peak_rss_mib"] <= args.limit_gib * 1024
+        rows.append(row)
+    return rows
+
+
+def untiled_skip_reason(speed: list[dict], size: tuple[int, int], args) -> str | None:
+    """Why untiled rescnn on the large image is not run, from the small measurement scaled by pixel count."""
+    small = next((r for r in speed if r["model"] == "rescnn" and r["status"] == "ok"), None)
+    if small is None:
+        return "no small rescnn measurement to predict its memory from"
+    ratio = size[0] * size[1] / (small["input"][0] * small["input"][1])
+    predicted_gib = (small["baseline_rss_mib"] + small["peak_delta_mib"] * ratio) / 1024
+    if predicted_gib > args.untiled_limit_gib:
+        return f"predicted peak {predicted_gib:.1f} GiB > {args.untiled_limit_gib:g} GiB"
+    return None
+
+
+def cpu_seconds() -> dict[str, float]:
+    """Machine-wide busy and steal CPU seconds (/proc/stat), and this process's own with its children's."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:] if Path("/proc/stat").is_file() else []
+    ticks = [int(v) / os.sysconf("SC_CLK_TCK") for v in fields] + [0.0] * 8
+    own = os.times()
+    return {"busy": sum(ticks[i] for i in (0, 1, 2, 5, 6)), "steal": ticks[7], "own": sum(own[:4]),
+            "wall": time.monotonic()}
+
+
+def other_load(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Average cores kept busy by other processes during the run, and steal by the hypervisor."""
+    wall = after["wall"] - before["wall"]
+    other = (after["busy"] - before["busy"]) - (after["own"] - before["own"])
+    steal = after["steal"] - before["steal"]
+    return {"other_busy_cores": round(max(other, 0.0) / wall, 2), "steal_cores": round(steal / wall, 2),
+            "wall_s": round(wall, 1)}
+
+
+def machine() -> dict:
+    import cv2
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    meminfo = Path("/proc/meminfo").read_text().split() if Path("/proc/meminfo").is_file() else []
+    return {
+        "cpu": names[0] if names else platform.processor() or "unknown",
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": round(int(meminfo[1]) / 2**20, 1) if meminfo[:1] == ["MemTotal:"] else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _num(value, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def markdown(results: dict) -> str:
+    m, s = results["machine"], results["settings"]
+    lines = [
+        "# Inference speed (x4, CPU, fp32)",
+        "",
+        f"{results['date']}; {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads), OpenCV {m['opencv']} ({m['opencv_threads']} threads).",
+        f"Input: {s['image']}; {s['warmup']} warm-up, median of {s['repeats']}. "
+        f"Load average before / after: {results['load_before']} / {results['load_after']}; other processes kept "
+        f"{results['contention']['other_busy_cores']} cores busy on average (steal "
+        f"{results['contention']['steal_cores']}) over the {results['contention']['wall_s']} s run."
+        + (f" Note: {results['note']}" if results["note"] else ""),
+        "",
+        "| model | weights | input | output | median s | output MP/s | peak RSS delta MiB | peak RSS MiB |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results["speed"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['status']}: {r['reason']} | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['weights']} | {r['input'][1]}x{r['input'][0]} | {r['output'][1]}x{r['output'][0]} "
+            f"| {_num(r['median_s'], 4)} | {_num(r['mp_per_s'], 2)} | {_num(r['peak_delta_mib'], 0)} "
+            f"| {_num(r['peak_rss_mib'], 0)} |"
+        )
+    lines += [
+        "",
+        f"Large image, rescnn, a fresh process each, warmed up on a tile-sized corner, one timed run; "
+        f"limit {s['limit_gib']:g} GiB on the process's peak RSS:",
+        "",
+        "| run | input | output | seconds | output MP/s | process peak RSS MiB | delta MiB | within limit |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results["large"]:
+        run = f"tile {r['tile']}" if r["tile"] else "untiled"
+        if r["status"] != "ok":
+            lines.append(f"| {run} | {r['input'][1]}x{r['input'][0]} | {r['status']}: {r['reason']} | | | | | |")
+            continue
+        lines.append(
+            f"| {run} | {r['input'][1]}x{r['input'][0]} | {r['output'][1]}x{r['output'][0]} | {_num(r['median_s'], 1)} "
+            f"| {_num(r['mp_per_s'], 2)} | {_num(r['process_peak_rss_mib'], 0)} | {_num(r['peak_delta_mib'], 0)} "
+            f"| {'yes' if r['within_limit'] else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--size", type=int, default=256, help="side of the square input, px")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--large", default="2000x1500", help="WxH of the large-image test; 'none' skips it")
+    parser.add_argument("--tile", type=int, default=256, help="tile of the large-image test, input px")
+    parser.add_argument("--limit-gib", type=float, default=3.0, help="peak RSS allowed for the tiled large run")
+    parser.add_argument("--untiled-limit-gib", type=float, default=3.0, help="run untiled only if predicted below")
+    parser.add_argument("--threads", type=int, default=0, help="torch/OpenCV threads in children (0: defaults)")
+    parser.add_argument("--tiny-models", action="store_true", help="cnn/rescnn with 8 channels, 1 block (tests)")
+    parser.add_argument("--quick", action="store_true", help="32 px input, 1 repeat, 128x96 large image, tile 32")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of photos to crop the input from")
+    parser.add_argument("--peers", type=Path, default=PEERS, help="folder of the OpenCV dnn_superres .pb files")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per child process")
+    parser.add_argument("--note", default="", help="free text saved with the results (e.g. other load)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or args.size < 1:
+        parser.error("--repeats must be >= 1, --warmup >= 0 and --size >= 1")
+    if args.quick:
+        args.size, args.repeats, args.large, args.tile = 32, 1, "128x96", 32
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when the tiled large-image run (if asked for) stayed within the limit, else 1."""
+    args = parse_args(argv)
+    from superres.imageio import read_rgb_u8
+
+    load_before, cpu_before = [round(x, 2) for x in os.getloadavg()], cpu_seconds()
+    source = photo_source(args.photos)
+    photo = read_rgb_u8(source) if source else np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    label = f"{source.parent.parent.name}/{source.parent.name}/{source.name}" if source else "seeded noise"
+    speed, large = [], []
+    with tempfile.TemporaryDirectory(prefix="inference_speed.") as tmp:
+        small_path = Path(tmp) / "small.npy"
+        np.save(small_path, centre_crop(photo, args.size))
+        for name in args.models:
+            row = speed_row(name, model_spec(name, args), small_path, (args.size, args.size), args)
+            speed.append(row)
+            print(f"{name:>13}: " + (f"{row['mp_per_s']:.2f} MP/s, peak +{row['peak_delta_mib']:.0f} MiB"
+                                     if row["status"] == "ok" else f"{row['status']} ({row['reason']})"), flush=True)
+        if args.large != "none":
+            width, height = (int(v) for v in args.large.lower().split("x"))
+            large_path = Path(tmp) / "large.npy"
+            np.save(large_path, mirror_tile(photo, height, width))
+            large = large_rows(speed, large_path, (height, width), args)
+    results = {
+        "benchmark": "inference_speed",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            "image": f"{args.size}x{args.size} centre crop of {label}; large: {args.large} mirror-tiled from it",
+            "scale": SCALE, "size": args.size, "warmup": args.warmup, "repeats": args.repeats,
+            "large": args.large, "tile": args.tile, "limit_gib": args.limit_gib,
+            "untiled_limit_gib": args.untiled_limit_gib, "threads": args.threads or "default",
+            "tiny_models": args.tiny_models, "precision": "fp32", "device": "cpu",
+        },
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "contention": other_load(cpu_before, cpu_seconds()),
+        "note": args.note,
+        "speed": speed,
+        "large": large,
+    }
+    table = markdown(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inference_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "inference_speed.md").write_text(table)
+    print(table)
+    tiled = [r for r in large if r["tile"]]
+    return 0 if all(r["status"] == "ok" and r["within_limit"] for r in tiled) else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        _worker(sys.argv[2])
+    else:
+        sys.exit(main())

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file
+
+from superres.checkpoint import load_checkpoint
+from superres.config import RunConfig, load_config, loads_config, to_toml
+from superres.models import build_model
+from superres.train import TrainingError, is_collapsed, lr_at, run_config, supervised_step, train
+from superres.weights import load_model, read_info, save_weights
+
+
+def smooth(seed: int, size: int, detail: int = 6) -> torch.Tensor:
+    """A photo-like (3, size, size) test image: random detail x detail colours upscaled bicubically."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, detail, detail, generator=g)
+    return F.interpolate(small, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+
+
+def smooth_image(seed: int, size: int) -> Image.Image:
+    return Image.fromarray((smooth(seed, size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and stay fast when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("images")
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for i in range(4):
+        smooth_image(i, 40).save(root / "train" / f"img{i}.png")
+    for i in range(2):
+        smooth_image(10 + i, 32).save(root / "val" / f"val{i}.png")
+    return root / "train", root / "val"
+
+
+def tiny_config(folders, **train) -> RunConfig:
+    """A 4-channel, 1-block ResCNN on 16 px patches, validated on two 24 px crops, on the CPU in fp32."""
+    train_root, val_root = folders
+    config = loads_config(
+        f"""name = "tiny-test"
+[model]
+arch = "rescnn"
+args = {{ channels = 4, num_blocks = 1 }}
+[data]
+train_roots = ["{train_root}"]
+patch_size = 16
+batch_size = 2
+[train]
+steps = 6
+lr = 1e-3
+log_every = 1
+val_every = 3
+checkpoint_every = 2
+device = "cpu"
+precision = "fp32"
+val_roots = ["{val_root}"]
+val_max_images = 2
+val_crop = 24
+"""
+    )
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+
+
+def log_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "log.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_lr_schedule_is_piecewise_constant(folders):
+    cfg = dataclasses.replace(tiny_config(folders).train, lr=1.0, lr_milestones=(10, 20), lr_gamma=0.5)
+    assert [lr_at(s, cfg) for s in (0, 9, 10, 19, 20, 1000)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert lr_at(15, cfg, base_lr=2.0) == 1.0
+
+
+def test_tiny_run_writes_the_run_folder(folders, tmp_path):
+    config = tiny_config(folders)
+    seen = []
+    result = train(config, tmp_path, progress=lambda step, total, numbers: seen.append((step, total, numbers)))
+    assert (result.step, result.stopped, result.resumed_from) == (6, "completed", None)
+    assert [s[0] for s in seen] == [1, 2, 3, 4, 5, 6] and seen[-1][1] == 6 and "train/loss" in seen[-1][2]
+    for name in ("config.toml", "log.csv", "checkpoints/last.pt", "best.safetensors", "last.safetensors", "curves.png"):
+        assert (tmp_path / name).is_file(), name
+    assert run_config(tmp_path) == config
+    rows = log_rows(tmp_path)
+    assert list(rows[0]) == ["step", "seconds", "key", "value"]
+    keys = {r["key"] for r in rows}
+    assert {"train/loss", "lr", "speed/steps_per_s", "val/psnr", "val/ssim"} <= keys
+    assert sorted({int(r["step"]) for r in rows if r["key"] == "val/psnr"}) == [3, 6]
+    info = read_info(tmp_path / "last.safetensors")
+    assert (info.arch, info.args) == ("rescnn", {"channels": 4, "num_blocks": 1})
+    assert (info.scale, info.degradation) == (4, "bicubic")
+    assert info.recipe["steps"] == 6 and info.recipe["precision"] == "fp32" and info.recipe["device"] == "cpu"
+    assert info.metrics["val/psnr"] == pytest.approx(result.metrics["val/psnr"])
+    model = load_model(str(tmp_path / "last.safetensors"))
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt").state
+    assert state["step"] == 6 and set(state["rng"]) >= {"torch", "data"}
+    with pytest.raises(TrainingError, match="already holds a checkpoint"):
+        train(config, tmp_path)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(folders, tmp_path):
+    config = tiny_config(folders, steps=8, checkpoint_every=2, val_every=4)
+    train(config, tmp_path / "straight")
+
+    def interrupt(step, total, numbers):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", progress=interrupt)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt").state["step"] == 4
+    result = train(config, tmp_path / "resumed", resume=True)
+    assert (result.resumed_from, result.step) == (4, 8)
+
+    straight = load_file(tmp_path / "straight" / "last.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "last.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:  # includes BatchNorm running statistics
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
+    def losses(run: str) -> list[tuple[str, str]]:
+        return [(r["step"], r["value"]) for r in log_rows(tmp_path / run) if r["key"] == "train/loss"]
+
+    assert losses("resumed") == losses("straight")  # step 5's row from before the interrupt was dropped, then written again
+
+
+def test_resume_after_a_run_of_half_the_steps(folders, tmp_path):
+    config = tiny_config(folders, steps=6, checkpoint_every=3, val_every=0)
+    train(config, tmp_path / "straight")
+    train(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=3)), tmp_path / "halves")
+    train(config, tmp_path / "halves", resume=True)
+    a, b = load_file(tmp_path / "straight" / "last.safetensors"), load_file(tmp_path / "halves" / "last.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_resume_falls_back_to_the_previous_checkpoint_and_refuses_another_model(folders, tmp_path):
+    config = tiny_config(folders, steps=4, checkpoint_every=2, val_every=0)
+    train(config, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # a crash cut it short
+    result = train(config, tmp_path, resume=True)
+    assert result.resumed_from == 2 and result.step == 4
+    assert any("truncated or corrupt" in note for note in result.notes)
+    other = loads_config(to_toml(config).replace("num_blocks = 1", "num_blocks = 2"))
+    with pytest.raises(TrainingError, match="model"):
+        train(other, tmp_path, resume=True)
+
+
+def test_overfit_one_batch():
+    torch.manual_seed(0)
+    gt = torch.stack([smooth(i, 16, detail=3) for i in range(2)])  # (2, 3, 16, 16)
+    lq = F.avg_pool2d(gt, 4)  # (2, 3, 4, 4)
+    model = build_model("cnn", channels=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    losses = [float(supervised_step(model, optimizer, scaler, lq, gt, loss_fn=F.l1_loss)) for _ in range(150)]
+    assert max(losses[-10:]) < losses[0] / 10, (losses[0], losses[-10:])
+
+
+def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(folders, tmp_path):
+    # From step 4 on the learning rate is 1e30: the weights blow up and the loss turns inf/NaN.
+    config = tiny_config(folders, steps=10, checkpoint_every=2, val_every=0, lr_milestones=(4,), lr_gamma=1e33)
+    with pytest.raises(TrainingError, match="non-finite train/loss"):
+        train(config, tmp_path)
+    loaded = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert loaded.skipped == () and loaded.state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in loaded.state["models"]["generator"].values() if v.is_floating_point())
+    assert {int(r["step"]) for r in log_rows(tmp_path)} <= {1, 2, 3, 4, 5}
+
+
+def test_time_limit_stops_cleanly_and_resumes(folders, tmp_path):
+    config = tiny_config(folders, steps=50, max_minutes=1e-9, val_every=0)
+    result = train(config, tmp_path)
+    assert (result.stopped, result.step) == ("time_limit", 1)
+    assert (tmp_path / "last.safetensors").is_file()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").state["step"] == 1
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, max_minutes=0.0, steps=3))
+    result = train(longer, tmp_path, resume=True)
+    assert (result.stopped, result.step, result.resumed_from) == ("completed", 3, 1)
+
+
+def gan_config(folders, weights: Path, **gan) -> RunConfig:
+    base = tiny_config(folders, steps=4, checkpoint_every=2, val_every=2)
+    gan_settings = dict(generator_weights=str(weights), content_loss="pixel-l1",
+                        d_args={"channels": 4, "hidden_features": 8}) | gan  # fmt: skip
+    return dataclasses.replace(base, mode="gan", gan=dataclasses.replace(base.gan, **gan_settings))
+
+
+@pytest.fixture
+def generator_weights(tmp_path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("cnn", channels=4)
+    path = tmp_path / "g.safetensors"
+    return save_weights(path, model, arch="cnn", args={"channels": 4}, scale=4, degradation="bicubic")
+
+
+def test_gan_run_logs_both_networks_and_checkpoints_them(folders, tmp_path, generator_weights):
+    result = train(gan_config(folders, generator_weights), tmp_path / "run")
+    assert result.step == 4
+    keys = {r["key"] for r in log_rows(tmp_path / "run")}
+    assert {"g/content", "g/adv", "g/pixel", "g/total", "d/real", "d/fake", "d/acc_real", "d/acc_fake"} <= keys
+    assert "val/psnr" in keys
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").state
+    assert set(state["models"]) == set(state["optimizers"]) == {"generator", "discriminator"}
+    assert read_info(tmp_path / "run" / "best.safetensors").arch == "cnn"
+
+
+def test_gan_collapse_stops_the_run(folders, tmp_path, generator_weights):
+    # A threshold no D loss can stay above: every window counts as collapsed.
+    config = gan_config(folders, generator_weights, collapse_patience=3, collapse_d_loss=1e9)
+    with pytest.raises(TrainingError, match="collapsed"):
+        train(config, tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").state["step"] == 2
+
+
+def test_collapse_rule():
+    config = loads_config('mode = "gan"\n[gan]\ngenerator_weights = "x"\n')
+    healthy = {"d/real": 0.5, "d/fake": 0.6, "d/acc_fake": 0.7, "g/adv": 1.2}
+    assert not is_collapsed(healthy, config)
+    assert is_collapsed(healthy | {"d/real": 1e-4, "d/fake": 1e-4}, config)
+    assert is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 15.0}, config)
+    assert not is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 5.0}, config)
+
+
+def test_training_on_validation_or_benchmark_data_is_refused(folders, tmp_path):
+    config = tiny_config(folders)
+    leak = dataclasses.replace(config, data=dataclasses.replace(config.data, train_roots=(str(folders[1]),)))
+    with pytest.raises(TrainingError, match="overlaps the validation data"):
+        train(leak, tmp_path / "leak")
+    bench = dataclasses.replace(config, data=dataclasses.replace(config.data, train_roots=("x/data/benchmarks/set5",)))
+    with pytest.raises(TrainingError, match="benchmark data"):
+        train(bench, tmp_path / "bench")
+
+
+def test_shipped_tiny_config_runs_on_the_shared_data(shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # config paths are relative to the project root
+    config = load_config("configs/tiny.toml", ["train.steps=4", "train.val_every=4", "train.log_every=2"])
+    result = train(config, tmp_path)
+    assert result.step == 4 and 10 < result.metrics["val/psnr"] < 40
+    assert (tmp_path / "curves.png").is_file()
