@@ -214,21 +214,36 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- train
-def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from superres.config import load_config
-    from superres.losses import MissingWeightsError
-    from superres.train import TrainingError, train
-
-    if not Path(args.config).is_file():
-        raise CliError(f"{args.config}: no such config file")
+def _config_overrides(args: argparse.Namespace) -> list[str]:
+    """--set values, plus the GAN flags as the config keys they stand for."""
     overrides = list(args.set or [])
     if args.vgg_weights:
         overrides.append(f"gan.vgg_weights={json.dumps(args.vgg_weights)}")
     if args.content_loss:
         overrides.append(f"gan.content_loss={json.dumps(args.content_loss)}")
-    config = load_config(args.config, overrides)
+    return overrides
+
+
+def _load_config(args: argparse.Namespace):
+    from superres.config import load_config
+
+    if not Path(args.config).is_file():
+        raise CliError(f"{args.config}: no such config file")
+    return load_config(args.config, _config_overrides(args))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from superres.losses import MissingWeightsError
+    from superres.train import TrainingError, run_config, train
+
+    if args.config is None:
+        if not (args.resume and args.run_dir):
+            raise CliError("give --config, or --resume with --run-dir to continue a run with its saved config")
+        config = run_config(args.run_dir, _config_overrides(args))
+    else:
+        config = _load_config(args)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     bar = tqdm(total=config.train.steps, desc=config.name, unit="step", dynamic_ncols=True, disable=args.quiet)
 
@@ -262,6 +277,138 @@ def cmd_curves(args: argparse.Namespace) -> int:
     keys = args.keys.split(",") if args.keys else None
     out = plot_learning_curves([Path(r) for r in args.runs], args.output, keys=keys)
     print(f"wrote {out}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- tune
+def cmd_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from superres.losses import MissingWeightsError
+    from superres.runtime import autocast_for, resolve_device, resolve_precision
+    from superres.train import make_sampler
+    from superres.tune import format_markdown, run_sweep, write_csv
+    from superres.weights import load_model
+
+    config = _load_config(args)
+    if config.mode != "gan":
+        raise CliError(f"{args.config}: the sweep needs a GAN config (mode = \"gan\")")
+    device = resolve_device(config.train.device)
+    autocast = autocast_for(device, resolve_precision(config.train.precision, device, training=True))
+    sampler = make_sampler(config, device)
+    batch = config.data.batch_size
+    base = load_model(config.gan.generator_weights, device=device)
+    d_args = {k: v for k, v in config.gan.d_args.items() if k not in ("hidden_layers", "activation")}
+    started = time.perf_counter()
+
+    def progress(setting, step: int, logs: dict[str, float]) -> None:
+        if step % max(args.steps // 4, 1) == 0:
+            print(f"  {setting.factor:<14} lr {setting.lr:g} hidden {setting.hidden_layers} {setting.activation:<10} "
+                  f"step {step:>5}/{args.steps}  g/total {logs.get('g/total', float('nan')):.4g}", file=sys.stderr)
+
+    try:
+        rows = run_sweep(
+            lambda g: sampler.sample(batch, g),
+            lambda: base,
+            steps=args.steps,
+            content_loss_kind=config.gan.content_loss,
+            seed=config.train.seed,
+            window=args.window,
+            progress=progress,
+            discriminator_kwargs=d_args,
+            vgg_weights=config.gan.vgg_weights,
+            adv_weight=config.gan.adv_weight,
+            device=device,
+            data_device=sampler.device,
+            autocast=autocast,
+        )
+    except MissingWeightsError as error:
+        raise CliError(str(error)) from None
+    table = format_markdown(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"GAN sweep: {args.steps} steps per setting, batch {batch}, {config.data.patch_size} px, content loss "
+        f"{config.gan.content_loss}, scores = moving averages over the last {args.window} steps; "
+        f"{(time.perf_counter() - started) / 60:.1f} min on {device.type}"
+        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "") + "\n\n"
+    )
+    _write_text_atomic(out / "sweep.md", header + table)
+    write_csv(rows, out / "sweep.csv")
+    print(header + table)
+    print(f"wrote {out / 'sweep.md'} and {out / 'sweep.csv'}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- compare
+def _parse_crop(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise CliError(f"--crop wants x,y,w,h in output pixels, got {text!r}") from None
+    return x, y, w, h
+
+
+def _matching_hr(lq_path: Path, hr_dir: Path) -> Path | None:
+    from superres.imageio import list_images
+
+    stems = {p.stem: p for p in list_images(hr_dir, recursive=False)}
+    stem = lq_path.stem
+    return stems.get(stem) or stems.get(stem.rsplit("x", 1)[0])
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from superres.evaluate import score_image
+    from superres.imageio import is_image_path, list_images, read_picture
+    from superres.inference import upscale
+    from superres.report import Panel, comparison_figure, save_figure
+
+    source = Path(args.input)
+    if source.is_dir():
+        inputs, out_dir = list_images(source, recursive=False), Path(args.output)
+        if is_image_path(out_dir):
+            raise CliError(f"{out_dir}: a folder input needs an output folder, one figure per image")
+    elif source.is_file():
+        inputs, out_dir = [source], None
+    else:
+        raise CliError(f"{source}: no such file or folder")
+    hr = Path(args.hr) if args.hr else None
+    if hr is not None and not hr.exists():
+        raise CliError(f"{hr}: no such file or folder")
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    models = [(name, *_load(name, args.device, args.precision)) for name in names]
+    for lq_path in inputs:
+        lq = read_picture(lq_path).pixels
+        lq = lq.expand(3, -1, -1)
+        gt = None
+        hr_path = (_matching_hr(lq_path, hr) if hr.is_dir() else hr) if hr else None
+        if hr_path is not None:
+            gt = read_picture(hr_path).pixels
+        panels = []
+        for name, model, autocast in models:
+            sr = upscale(model, lq, tile=args.tile, autocast=autocast)
+            label = "bicubic (upscaled input)" if name == "bicubic" else model.info.name
+            if gt is not None:
+                gt = gt[:, : sr.shape[-2], : sr.shape[-1]]
+                scores = score_image(sr, gt, scale=model.scale)
+                panels.append(Panel(label, sr, psnr=scores["psnr_y"], ssim=scores["ssim_y"]))
+            else:
+                panels.append(Panel(label, sr))
+        crop = _parse_crop(args.crop) if args.crop else None
+        if gt is not None:
+            if crop is None:  # where the models differ most, chosen before the HR joins the panels
+                from superres.report import auto_crop
+
+                size = args.crop_size or max(48, min(96, min(gt.shape[-2:]) // 8))
+                crop = auto_crop([p.image for p in panels], size)
+            panels.append(Panel("HR (ground truth)", gt.expand(3, -1, -1) if gt.shape[0] == 1 else gt))
+        title = f"{lq_path.name}: x{models[0][1].scale}" + (" (PSNR / SSIM on Y against the HR)" if gt is not None else "")
+        figure = comparison_figure(panels, crop=crop, title=title)
+        target = out_dir / f"{lq_path.stem}_compare.png" if out_dir else Path(args.output)
+        if out_dir:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        save_figure(figure, target)
+        print(f"wrote {target}")
     return EXIT_OK
 
 
@@ -312,8 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     runtime_options(p)
     p.set_defaults(run=cmd_benchmark)
 
+    p = commands.add_parser("compare", help="side-by-side figure of models' outputs with zoomed crops")
+    p.add_argument("input", help="an LR image, or a folder of them (one figure each)")
+    p.add_argument("--models", default="bicubic,cnn,rescnn,gan", help="comma-separated names or paths")
+    p.add_argument("--hr", help="the ground-truth image (or folder, matched by name; NAMEx4 matches NAME)")
+    p.add_argument("--crop", help="zoomed region x,y,w,h in output pixels (default: where the models differ most)")
+    p.add_argument("--crop-size", type=int, help="side of the automatic crop in output pixels")
+    p.add_argument("-o", "--output", required=True, help="output PNG (a folder for folder input)")
+    runtime_options(p)
+    p.set_defaults(run=cmd_compare)
+
+    p = commands.add_parser("tune", help="the GAN sweep: lr, discriminator hidden layers, activation")
+    p.add_argument("--config", default="configs/gan_x4_div2k_unknown.toml", help="a GAN config (data, generator, D)")
+    p.add_argument("--steps", type=int, default=500, help="GAN steps per setting (default: 500)")
+    p.add_argument("--window", type=int, default=250, help="moving-average window of the scores (default: 250)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--vgg-weights", help="VGG19 ImageNet weights file for the vgg54 content loss")
+    p.add_argument("--content-loss", choices=["vgg54", "pixel-l1", "disc-features"])
+    p.add_argument("--out", required=True, help="folder for sweep.md and sweep.csv")
+    p.set_defaults(run=cmd_tune)
+
     p = commands.add_parser("train", help="train a model from a TOML config (supervised or GAN)")
-    p.add_argument("--config", required=True, help="a TOML file, e.g. configs/rescnn_x4_div2k_unknown.toml")
+    p.add_argument("--config", help="a TOML file, e.g. configs/rescnn_x4_div2k_unknown.toml (optional with --resume)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.steps=500")
     p.add_argument("--run-dir", help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last good checkpoint")

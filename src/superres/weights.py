@@ -75,6 +75,7 @@ def save_weights(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are ordinary readable files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
