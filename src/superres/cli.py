@@ -142,6 +142,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- models
+def _headline(metrics: dict) -> list[str]:
+    """The few numbers a person compares: PSNR on the standard sets and on the real DIV2K unknown-track pairs."""
+    shown = []
+    for key, label in (("set5/psnr_y", "Set5"), ("set14/psnr_y", "Set14"), ("b100/psnr_y", "B100")):
+        if key in metrics:
+            shown.append(f"{label} {metrics[key]:.2f} dB Y")
+    if "div2k_unknown/psnr_rgb" in metrics:
+        shown.append(f"DIV2K-unknown {metrics['div2k_unknown/psnr_rgb']:.2f} dB RGB")
+    return shown
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from superres.models import build_model, count_parameters
     from superres.weights import DEFAULTS, catalogue, describe
@@ -153,10 +164,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    print(f"{'name':<32} {'arch':<8} {'scale':>5} {'degradation':<16} {'params':>10}  metrics")
+    print(f"{'name':<28} {'arch':<8} {'scale':>5} {'degradation':<14} {'params':>10}  measured (model cards: superres/pretrained/*.md)")
     for row in rows:
-        metrics = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row["metrics"].items())
-        print(f"{row['name']:<32} {row['arch']:<8} {row['scale']:>5} {row['degradation']:<16} {row['params']:>10,}  {metrics}")
+        metrics = ", ".join(_headline(row["metrics"]))
+        print(f"{row['name']:<28} {row['arch']:<8} {row['scale']:>5} {row['degradation']:<14} {row['params']:>10,}  {metrics}")
     print("\naliases: " + ", ".join(f"{k} -> {v}" for k, v in DEFAULTS.items()))
     print("architectures: " + ", ".join(f"{a} ({count_parameters(build_model(a)):,} params)" for a in ("cnn", "rescnn", "discriminator")))
     return EXIT_OK
