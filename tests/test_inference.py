@@ -43,3 +43,13 @@ def test_cuda_matches_cpu(tiny_model, generator):
     on_cpu = upscale(tiny_model, image)
     on_gpu = upscale(tiny_model.cuda(), image, tile=16)
     assert (on_cpu - on_gpu).abs().max() <= 1 / 255
+
+
+def test_shipped_rescnn_tiles_seamlessly_with_the_default_overlap(generator):
+    from superres.weights import load_model
+
+    model = load_model("rescnn")
+    image = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 92, 108, generator=generator), 3, 1, 1)[0]
+    whole = upscale(model, image)
+    tiled = upscale(model, image, tile=40)
+    assert (tiled - whole).abs().max() <= 1 / 255

@@ -59,6 +59,8 @@ def _plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
     single_file = len(inputs) == 1 and inputs[0].is_file()
     if single_file and is_image_path(output):
         return [(inputs[0], output)]
+    if output.suffix and not output.is_dir():
+        raise CliError(f"{output}: unsupported output format {output.suffix!r} (use .png, .jpg, .webp, .tif or .bmp, or a folder)")
     if output.exists() and not output.is_dir():
         raise CliError(f"{output}: exists and is not a folder (several inputs need an output folder)")
     plan = []
@@ -433,20 +435,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"superres {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def runtime_options(p: argparse.ArgumentParser) -> None:
+    def positive(text: str) -> int:
+        value = int(text)
+        if value < 8:
+            raise argparse.ArgumentTypeError(f"must be at least 8, got {value}")
+        return value
+
+    def non_negative(text: str) -> int:
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+        return value
+
+    def runtime_options(p: argparse.ArgumentParser, tile: int | None = None) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
         p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16/bf16 on CUDA, fp32 on CPU")
-        p.add_argument("--tile", type=int, default=None, help="tile size in input pixels, bounds memory (default: whole image)")
+        p.add_argument("--tile", type=positive, default=tile,
+                       help=f"tile size in input pixels, bounds memory (default: {tile or 'whole image'})")
 
     p = commands.add_parser("upscale", help="upscale images or folders")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     p.add_argument("--model", default="rescnn", help="shipped model name, weights path, or bicubic (default: rescnn)")
     p.add_argument("--scale", type=int, default=4, help="must match the model (default: 4)")
-    p.add_argument("--overlap", type=int, default=16, help="tile overlap in input pixels (default: 16)")
+    p.add_argument("--overlap", type=non_negative, default=32, help="tile overlap in input pixels (default: 32: enough for the shipped models to tile seamlessly)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
-    runtime_options(p)
+    runtime_options(p, tile=512)
     p.set_defaults(run=cmd_upscale)
 
     p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/)")

@@ -40,7 +40,7 @@ def upscale(
     image: torch.Tensor,
     *,
     tile: int | None = None,
-    overlap: int = 16,
+    overlap: int = 32,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
@@ -93,7 +93,7 @@ def upscale_picture(
     picture: Picture,
     *,
     tile: int | None = None,
-    overlap: int = 16,
+    overlap: int = 32,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> Picture:
