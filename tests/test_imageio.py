@@ -371,7 +371,9 @@ def test_unwritable_folder(tmp_path, monkeypatch):
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(imageio, "open", refuse, raising=False)
+        import superres.files
+
+        monkeypatch.setattr(superres.files, "open", refuse, raising=False)
     with pytest.raises(ImageFileError, match="cannot write to folder"):
         save_rgb(locked / "out.png", torch.rand(3, 4, 4))
     assert list(locked.iterdir()) == []

@@ -9,9 +9,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from superres.files import atomic_write_text
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -22,18 +23,6 @@ class CliError(Exception):
 
 def _error(message: str) -> None:
     print(f"superres: error: {message}", file=sys.stderr)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _progress(total: int, desc: str, enabled: bool = True):
@@ -139,7 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     print(_format_evaluation(result))
     if args.json:
-        _write_text_atomic(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(result.to_json(), indent=2) + "\n")
     return EXIT_OK
 
 
@@ -221,7 +210,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             )
     out = Path(args.out)
     write_table(rows, out / "benchmark.md", out / "benchmark.csv")
-    _write_text_atomic(out / "benchmark.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(out / "benchmark.json", json.dumps(rows, indent=2) + "\n")
     print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
     return EXIT_OK
 
@@ -346,7 +335,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"{(time.perf_counter() - started) / 60:.1f} min on {device.type}"
         + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "") + "\n\n"
     )
-    _write_text_atomic(out / "sweep.md", header + table)
+    atomic_write_text(out / "sweep.md", header + table)
     write_csv(rows, out / "sweep.csv")
     print(header + table)
     print(f"wrote {out / 'sweep.md'} and {out / 'sweep.csv'}")

@@ -15,7 +15,6 @@ tifffile.
 from __future__ import annotations
 
 import os
-import secrets
 import struct
 import threading
 import warnings
@@ -29,6 +28,8 @@ import numpy as np
 import tifffile
 import torch
 from PIL import Image
+
+from superres.files import atomic_write
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
 DEFAULT_MAX_PIXELS: int = 100_000_000
@@ -363,22 +364,14 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise ImageFileError(f"{path}: cannot write, folder {folder} does not exist")
     if path.is_dir():
         raise ImageFileError(f"{path}: cannot write, a folder has that name")
-    temporary = folder / f".{path.name}.partial-{secrets.token_hex(4)}{path.suffix}"
     try:
-        file = open(temporary, "xb")  # exclusive create, usual permissions
-    except OSError as error:
+        atomic_write(path, write)
+    except PermissionError as error:
         raise ImageFileError(f"{path}: cannot write to folder {folder} ({error.strerror or error})") from error
-    try:
-        with file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, Exception) and not isinstance(error, ImageFileError):
-            raise ImageFileError(f"{path}: cannot write ({_one_line(error)})") from error
-        raise
+    except Exception as error:
+        if isinstance(error, ImageFileError):
+            raise
+        raise ImageFileError(f"{path}: cannot write ({_one_line(error)})") from error
 
 
 def _write_tiff(file: BinaryIO, samples: np.ndarray, icc_profile: bytes | None) -> None:

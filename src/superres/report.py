@@ -12,7 +12,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +21,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from superres.files import atomic_write
 
 LOSS_KEYS = ("train/loss", "g/pixel", "g/content", "g/adv", "d/real", "d/fake")
 CROP_COLOUR = (230, 25, 25)
@@ -33,19 +34,9 @@ TEXT_COLOUR = (20, 20, 20)
 # Small helpers
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, write)
 
 
 def _to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
@@ -274,7 +265,7 @@ def save_figure(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     if fmt is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}")
     rgb = image.convert("RGB") if fmt in ("JPEG", "BMP") else image
-    return _atomic_write(path, lambda f: rgb.save(f, format=fmt))
+    return _write_atomic(path, lambda f: rgb.save(f, format=fmt))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -412,7 +403,7 @@ def plot_learning_curves(
         fig.savefig(buffer, format="png", facecolor="white")
         f.write(buffer.getvalue())
 
-    return _atomic_write(out_png, write)
+    return _write_atomic(out_png, write)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -458,10 +449,10 @@ def write_table(
         ]
         lines += ["| " + " | ".join(_markdown_cell(r.get(c)) for c in columns) + " |" for r in rows]
         text = "\n".join(lines) + "\n"
-        _atomic_write(md_path, lambda f: f.write(text.encode("utf-8")))
+        _write_atomic(md_path, lambda f: f.write(text.encode("utf-8")))
     if csv_path is not None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        _atomic_write(csv_path, lambda f: f.write(buffer.getvalue().encode("utf-8")))
+        _write_atomic(csv_path, lambda f: f.write(buffer.getvalue().encode("utf-8")))

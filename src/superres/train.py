@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from torch import nn
 from superres.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from superres.config import RunConfig, TrainConfig, load_config, loads_config, to_toml
 from superres.data import BlurNoiseJpeg, Pair, PatchSampler, degrade
+from superres.files import atomic_write_text
 from superres.imageio import list_images, read_rgb
 from superres.inference import upscale
 from superres.metrics import psnr, ssim
@@ -194,18 +196,9 @@ def keep_log_until(path: Path, step: int) -> None:
     with path.open(newline="") as f:
         rows = [r for r in csv.reader(f)][1:]
     kept = [r for r in rows if len(r) == 4 and r[0].isdigit() and int(r[0]) <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        csv.writer(f).writerows([LOG_HEADER, *kept])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([LOG_HEADER, *kept])
+    atomic_write_text(path, text.getvalue())
 
 
 def rng_state(generator: torch.Generator) -> dict:
@@ -357,7 +350,7 @@ def train(
         best_psnr, collapsed_windows = state["best_psnr"], state["collapsed_windows"]
         resumed_from = step
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG_FILE, to_toml(config))
+    atomic_write_text(run_dir / CONFIG_FILE, to_toml(config))
     log_path = run_dir / LOG_FILE
     keep_log_until(log_path, step)
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from superres import __version__
+from superres.files import atomic_write
 from superres.models import GENERATORS, build_model, count_parameters
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -71,15 +71,8 @@ def save_weights(
         "recipe": json.dumps(recipe or {}, sort_keys=True),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are ordinary readable files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    payload = save(tensors, metadata=metadata)
+    atomic_write(path, lambda file: file.write(payload))
     return path
 
 
