@@ -63,6 +63,28 @@ def _plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
     return plan
 
 
+class _TileBar:
+    """A progress bar over the tiles of one big image, shown only when it has several tiles and a terminal."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.bar = name, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and total > 1:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.name, unit="tile", leave=False, disable=not sys.stderr.isatty())
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.imageio import ImageFileError, read_picture, write_picture
     from superres.inference import upscale_picture
@@ -84,7 +106,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             continue
         try:
             picture = read_picture(source, max_pixels=args.max_pixels)
-            sr = upscale_picture(model, picture, tile=args.tile, overlap=args.overlap, autocast=autocast)
+            with _TileBar(source.name) as on_tile:
+                sr = upscale_picture(model, picture, tile=args.tile, overlap=args.overlap, autocast=autocast, on_tile=on_tile)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_picture(target, sr)
         except (ImageFileError, OSError) as error:
