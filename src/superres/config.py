@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from superres.losses import CONTENT_LOSSES
+from superres.runtime import PRECISIONS
+
 MODES = ("supervised", "gan")
 LOSSES = ("l1", "mse")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-CONTENT_LOSSES = ("vgg54", "pixel-l1", "disc-features")
 
 
 @dataclass(frozen=True)
