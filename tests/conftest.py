@@ -18,3 +18,13 @@ def shared_data() -> Path:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, stay fast when other processes share the cores, and add up their
+    numbers in the same order in every run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -83,3 +83,17 @@ def test_a_crash_while_writing_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert read_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_malicious_pickle_is_refused_without_running(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):  # unpickled unsafely, this would run a shell command
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "last.pt"
+    torch.save({"format": checkpoint.FORMAT, "step": 1, "payload": Payload()}, path)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()

@@ -189,3 +189,31 @@ def test_tune_runs_the_six_settings(tmp_path, capsys, tiny_weights):
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
     assert len(rows) == 6
     assert "| varied |" in (tmp_path / "sweep" / "sweep.md").read_text()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_upscale_fast_paths_with_threads_and_tile_batches(tmp_path, capsys, tiny_weights, precision):
+    src, whole, tiled = tmp_path / "in.png", tmp_path / "whole.png", tmp_path / "tiled.png"
+    Image.fromarray(photo((40, 28))).save(src)
+    common = ["--model", tiny_weights, "--precision", precision, "--threads", "1"]
+    assert run(capsys, "upscale", src, "-o", whole, *common)[0] == 0
+    code, _, err = run(capsys, "upscale", src, "-o", tiled, *common, "--tile", "16", "--overlap", "12", "--batch", "3")
+    assert code == 0, err
+    a, b = np.asarray(Image.open(whole), dtype=int), np.asarray(Image.open(tiled), dtype=int)
+    assert a.shape == (112, 160, 3) and (np.abs(a - b) > 2).mean() <= 0.001
+
+
+def test_export_writes_onnx_and_checks_it(tmp_path, capsys, tiny_weights):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    code, out, err = run(capsys, "export", "--model", tiny_weights, "--onnx", tmp_path / "tiny.onnx")
+    assert code == 0, err
+    assert (tmp_path / "tiny.onnx").stat().st_size > 0
+    difference = float(out.split("largest difference from PyTorch ")[1].split()[0])
+    assert difference < 1e-4
+
+
+def test_bad_thread_count_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["upscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "y.png"), "--threads", "0"])
+    assert exit_info.value.code == 2 and "--threads: must be at least 1" in capsys.readouterr().err

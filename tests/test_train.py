@@ -29,13 +29,7 @@ def smooth_image(seed: int, size: int) -> Image.Image:
     return Image.fromarray((smooth(seed, size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and stay fast when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 some files of a folder run failed; 2 bad input or usage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,13 +32,13 @@ def _progress(total: int, desc: str, enabled: bool = True):
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled or not sys.stderr.isatty(), leave=False)
 
 
-def _load(model_name: str, device: str, precision: str):
-    from superres.runtime import autocast_for, resolve_device, resolve_precision
-    from superres.weights import load_model
+def _load(model_name: str, args: argparse.Namespace):
+    """A model prepared for inference with the command's --device, --precision and --threads."""
+    from superres.optimize import load_for_inference
+    from superres.runtime import set_threads
 
-    torch_device = resolve_device(device)
-    model = load_model(model_name, device=torch_device)
-    return model, autocast_for(torch_device, resolve_precision(precision, torch_device))
+    set_threads(args.threads)
+    return load_for_inference(model_name, device=args.device, precision=args.precision)
 
 
 # ---------------------------------------------------------------------------------------------------- upscale
@@ -85,36 +86,90 @@ class _TileBar:
             self.bar.close()
 
 
+def _check_output_folders(plan: list[tuple[Path, Path]]) -> None:
+    """Refuse, before any work, output folders that cannot be made or written."""
+    first_in = {}
+    for _, target in plan:
+        first_in.setdefault(target.parent, target)
+    for folder, target in first_in.items():
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise CliError(f"{target}: cannot write, {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise CliError(f"{target}: cannot write to folder {existing} (permission denied)")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (kill, a stopping container) ends the run as Ctrl-C does: the atomic writer removes the file it was
+    writing and finished outputs stay, instead of the process dying with a temporary file left behind."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: its signals are not ours to change
+        previous = _raise_interrupt
+    try:
+        yield
+    finally:
+        if previous is not _raise_interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.imageio import ImageFileError, read_picture, write_picture
-    from superres.inference import upscale_picture
+    from superres.inference import model_device, upscale_picture
+    from superres.runtime import tile_batch
 
-    plan = _plan_outputs([Path(p) for p in args.inputs], Path(args.output))
+    inputs = [Path(p) for p in args.inputs]
+    for item in inputs:
+        if not item.exists():
+            raise CliError(f"{item}: no such file or folder")
+    plan = _plan_outputs(inputs, Path(args.output))
     if not plan:
         raise CliError("no images found in the given inputs")
     for source, target in plan:
         if source.resolve() == target.resolve():
             raise CliError(f"{target}: output would overwrite its input")
-    model, autocast = _load(args.model, args.device, args.precision)
+    _check_output_folders(plan)
+    model = _load(args.model, args)
+    batch = args.batch or tile_batch(model_device(model))
     if args.scale != model.scale:
         raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
     failures: list[str] = []
     bar = _progress(len(plan), "upscaling", enabled=len(plan) > 1)
-    for source, target in plan:
-        if args.skip_existing and target.exists():
-            bar.update(1)
-            continue
-        try:
-            picture = read_picture(source, max_pixels=args.max_pixels)
-            with _TileBar(source.name) as on_tile:
-                sr = upscale_picture(model, picture, tile=args.tile, overlap=args.overlap, autocast=autocast, on_tile=on_tile)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_picture(target, sr)
-        except (ImageFileError, OSError) as error:
-            if len(plan) == 1:
-                raise CliError(str(error).splitlines()[0]) from None
-            failures.append(str(error).splitlines()[0])
-        bar.update(1)
+    seen = 0
+    try:
+        with _sigterm_as_ctrl_c():
+            for source, target in plan:
+                if args.skip_existing and target.exists():
+                    seen += 1
+                    bar.update(1)
+                    continue
+                try:
+                    picture = read_picture(source, max_pixels=args.max_pixels)
+                    with _TileBar(source.name) as on_tile:
+                        sr = upscale_picture(model, picture, tile=args.tile, overlap=args.overlap, batch=batch,
+                                             on_tile=on_tile)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_picture(target, sr)
+                except (ImageFileError, OSError) as error:
+                    if len(plan) == 1:
+                        raise CliError(str(error).splitlines()[0]) from None
+                    failures.append(str(error).splitlines()[0])
+                seen += 1
+                bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        _error(f"interrupted after {seen} of {len(plan)} images; finished outputs are complete, none is half-written"
+               + (" (rerun with --skip-existing to do the rest)" if len(plan) > 1 else ""))
+        return EXIT_INTERRUPTED
     bar.close()
     done = len(plan) - len(failures)
     if len(plan) > 1 or failures:
@@ -144,9 +199,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not Path(args.data).is_dir():
         raise CliError(f"{args.data}: no such folder")
-    model, autocast = _load(args.model, args.device, args.precision)
+    model = _load(args.model, args)
     try:
-        result = evaluate(model, args.data, model_name=model.info.name, degradation=args.degradation, tile=args.tile, autocast=autocast)
+        result = evaluate(model, args.data, model_name=model.info.name, degradation=args.degradation, tile=args.tile)
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
     print(_format_evaluation(result))
@@ -205,12 +260,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise CliError(f"{folder}: no such folder")
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    loaded = [_load(name, args.device, args.precision) for name in names]  # fail before any work on a bad name
+    loaded = [_load(name, args) for name in names]  # fail before any work on a bad name
     rows = []
-    for name, (model, autocast) in zip(names, loaded):
+    for name, model in zip(names, loaded):
         for folder in datasets:
             degradation = _dataset_degradation(folder, args.degradation)
-            result = evaluate(model, folder, model_name=model.info.name, degradation=degradation, tile=args.tile, autocast=autocast)
+            result = evaluate(model, folder, model_name=model.info.name, degradation=degradation, tile=args.tile)
             row = {
                 "model": name,
                 "weights": model.info.name,
@@ -287,6 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    if result.resumed_from is not None:
+        print(f"resumed from the checkpoint at step {result.resumed_from}")
     print(f"{result.stopped} at step {result.step} after {result.seconds / 60:.1f} min; {metrics}")
     print(f"run folder: {run_dir} (best.safetensors, last.safetensors, log.csv, curves.png)")
     return EXIT_OK
@@ -319,7 +376,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if config.mode != "gan":
         raise CliError(f"{args.config}: the sweep needs a GAN config (mode = \"gan\")")
     device = resolve_device(config.train.device)
-    autocast = autocast_for(device, resolve_precision(config.train.precision, device, training=True))
+    autocast = autocast_for(device, resolve_precision(config.train.precision, device))
     sampler = make_sampler(config, device)
     batch = config.data.batch_size
     base = load_model(config.gan.generator_weights, device=device)
@@ -401,7 +458,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if hr is not None and not hr.exists():
         raise CliError(f"{hr}: no such file or folder")
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    models = [(name, *_load(name, args.device, args.precision)) for name in names]
+    models = [(name, _load(name, args)) for name in names]
     for lq_path in inputs:
         lq = read_picture(lq_path).pixels
         lq = lq.expand(3, -1, -1)
@@ -410,8 +467,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if hr_path is not None:
             gt = read_picture(hr_path).pixels
         panels = []
-        for name, model, autocast in models:
-            sr = upscale(model, lq, tile=args.tile, autocast=autocast)
+        for name, model in models:
+            sr = upscale(model, lq, tile=args.tile)
             label = "bicubic (upscaled input)" if name == "bicubic" else model.info.name
             if gt is not None:
                 gt = gt[:, : sr.shape[-2], : sr.shape[-1]]
@@ -437,6 +494,91 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CliError(f"ONNX export needs {' and '.join(missing)}: pip install \"superres[onnx]\"")
+    from superres.export import check_onnx, export_onnx
+    from superres.weights import load_model
+
+    model = load_model(args.model)
+    path = export_onnx(model, args.onnx, opset=args.opset)
+    print(f"{path}: {model.info.name} (x{model.scale}); input 'lq' float32 NCHW RGB in [0, 1], any batch and size")
+    if importlib.util.find_spec("onnxruntime") is not None:
+        print(f"checked with ONNX Runtime: largest difference from PyTorch {check_onnx(model, path):.2e}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------- serve
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int):
+    """A bound socket for uvicorn: a port in use is one error line, and --port 0 gets a free port to print."""
+    import socket
+
+    bare = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bare, port))
+    except OSError as error:
+        sock.close()
+        raise CliError(f"cannot listen on {host} port {port} ({error.strerror or error})") from None
+    return sock
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:  # here, not at the top: the other commands need neither
+        import uvicorn
+
+        from superres.serve import ServeSettings, create_app
+        from superres.serve.options import LOOPBACK_HOSTS
+    except ImportError as error:
+        if error.name not in ("fastapi", "uvicorn", "starlette"):
+            raise
+        raise CliError(f'the browser UI needs fastapi and uvicorn ({error.name} is not installed): '
+                       f'pip install "superres[serve]"') from None
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be 0 to 65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.keep_minutes <= 0:
+        raise CliError("--max-upload-mb, --max-pixels and --keep-minutes must be positive")
+    loopback = _is_loopback(args.host)
+    bare = args.host.strip("[]")
+    shown = f"[{bare}]" if ":" in bare else bare
+    settings = ServeSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels, ttl_seconds=args.keep_minutes * 60,
+        device=args.device, precision=args.precision, allowed_hosts=(*LOOPBACK_HOSTS, shown) if loopback else None,
+    )
+    app = create_app(settings)  # resolves the device: --device cuda without a GPU stops here
+    sock = _listen(args.host, args.port)
+    port = sock.getsockname()[1]
+    if not loopback:
+        print(f"superres: warning: --host {args.host} is not loopback: anyone who can reach this computer on port "
+              f"{port} can upload images and use its processor (there is no login)", file=sys.stderr)
+    url_host = "127.0.0.1" if bare in ("0.0.0.0", "::", "") else shown
+    print(f"superres serve: open http://{url_host}:{port}/ in a browser (Ctrl-C stops it); limits per image: "
+          f"{args.max_upload_mb:g} MB, {args.max_pixels / 1e6:g} MP", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts the app down first, then passes Ctrl-C on
+        pass
+    finally:
+        sock.close()
+    print("superres serve: stopped; its temporary files are deleted")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from superres import __version__
@@ -459,9 +601,17 @@ def build_parser() -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
         return value
 
-    def runtime_options(p: argparse.ArgumentParser, tile: int | None = None) -> None:
+    def at_least_one(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        return value
+
+    def runtime_options(p: argparse.ArgumentParser, tile: int | None = None, precision: str = "auto") -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
-        p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16/bf16 on CUDA, fp32 on CPU")
+        p.add_argument("--precision", default=precision, choices=PRECISIONS,
+                       help=f"auto: bf16 where the GPU or CPU runs it natively, else fp16 (GPU) or fp32 (default: {precision})")
+        p.add_argument("--threads", type=at_least_one, help="CPU threads (default: PyTorch's choice, one per core)")
         p.add_argument("--tile", type=positive, default=tile,
                        help=f"tile size in input pixels, bounds memory (default: {tile or 'whole image'})")
 
@@ -473,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=non_negative, default=32, help="tile overlap in input pixels (default: 32: enough for the shipped models to tile seamlessly)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
+    p.add_argument("--batch", type=at_least_one, help="tiles per model call (default: 4 on a GPU, 1 on the CPU)")
     runtime_options(p, tile=512)
     p.set_defaults(run=cmd_upscale)
 
@@ -481,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder with HR/ and optionally LR_bicubic/X4/ or LR_unknown/X4/")
     p.add_argument("--degradation", default="bicubic", choices=["bicubic", "div2k-unknown"])
     p.add_argument("--json", help="also write the results as JSON to this file")
-    runtime_options(p)
+    runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("models", help="list architectures and shipped weights")
@@ -494,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degradation", default="auto", choices=["auto", "bicubic", "div2k-unknown"],
                    help="auto: div2k-unknown where the folder has LR_unknown/, else bicubic")
     p.add_argument("--out", required=True, help="folder for benchmark.md, benchmark.csv and benchmark.json")
-    runtime_options(p)
+    runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_benchmark)
 
     p = commands.add_parser("compare", help="side-by-side figure of models' outputs with zoomed crops")
@@ -506,6 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output PNG (a folder for folder input)")
     runtime_options(p)
     p.set_defaults(run=cmd_compare)
+
+    p = commands.add_parser("export", help="write a model as ONNX with any input size, for other runtimes")
+    p.add_argument("--model", default="rescnn", help="shipped model name or weights path (default: rescnn)")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.set_defaults(run=cmd_export)
 
     p = commands.add_parser("tune", help="the GAN sweep: lr, discriminator hidden layers, activation")
     p.add_argument("--config", default="configs/gan_x4_div2k_unknown.toml", help="a GAN config (data, generator, D)")
@@ -532,6 +689,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output PNG")
     p.add_argument("--keys", help="comma-separated log keys (default: losses and val/psnr)")
     p.set_defaults(run=cmd_curves)
+
+    p = commands.add_parser("serve", help="a browser UI on this computer: upload, upscale, compare, download")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this computer only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860; 0 picks a free one)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="refuse larger files (default: 25 MB)")
+    p.add_argument("--max-pixels", type=int, default=4_000_000,
+                   help="refuse inputs with more pixels (default: 4000000; the output has 16 times as many)")
+    p.add_argument("--keep-minutes", type=float, default=30.0,
+                   help="delete results not looked at for this long (default: 30); all are deleted on exit")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16/bf16 on CUDA, fp32 on CPU")
+    p.set_defaults(run=cmd_serve)
     return parser
 
 
@@ -547,6 +716,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SUPERRES_DEBUG"):
             raise
         _error(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        if os.environ.get("SUPERRES_DEBUG"):
+            raise
+        _error("out of memory (a smaller --tile, or --max-pixels to refuse huge images, may help)")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _error("interrupted; finished outputs are complete, none is half-written")

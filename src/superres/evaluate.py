@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -71,6 +70,27 @@ def score_image(sr: torch.Tensor, gt: torch.Tensor, *, scale: int) -> dict[str, 
     }
 
 
+def test_images(data_dir: str | Path, *, degradation: str, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, lq (3, h, w), gt (1 or 3, H, W)) for every HR image of `data_dir`.
+
+    LR comes from `LR_bicubic/X{s}/` or `LR_unknown/X{s}/` by `degradation`; where it is missing it is made from
+    the HR by that degradation. LR files without HR are skipped.
+    """
+    pairs = [p for p in find_pairs(data_dir, degradation=degradation, scale=scale) if p.gt_path is not None]
+    if not pairs:
+        raise FileNotFoundError(f"{data_dir}: no HR images found (expected {Path(data_dir) / 'HR'}/*.png)")
+    images = []
+    for pair in pairs:
+        gt = read_picture(pair.gt_path).pixels
+        if pair.lq_path is not None:
+            lq = read_picture(pair.lq_path).pixels
+        else:
+            h, w = gt.shape[-2] // scale * scale, gt.shape[-1] // scale * scale
+            lq = degrade(gt[:, :h, :w].expand(3, -1, -1)[None], degradation, scale=scale)[0]
+        images.append((pair.name, lq.expand(3, -1, -1), gt))
+    return images
+
+
 def evaluate(
     model: nn.Module,
     data_dir: str | Path,
@@ -78,40 +98,25 @@ def evaluate(
     model_name: str,
     degradation: str = "bicubic",
     tile: int | None = None,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_image: Callable[[int, int, ImageScore], None] | None = None,
 ) -> Evaluation:
-    """Upscale every LR image of `data_dir` that has an HR counterpart and score it.
-
-    LR comes from `LR_bicubic/X{s}/` or `LR_unknown/X{s}/` by `degradation`; where it is missing it is made from
-    the HR by that degradation. LR files without HR are skipped.
-    """
+    """Upscale the LR of every HR image of `data_dir` (see `test_images`) and score it."""
     scale = model.scale
-    pairs = [p for p in find_pairs(data_dir, degradation=degradation, scale=scale) if p.gt_path is not None]
-    if not pairs:
-        raise FileNotFoundError(f"{data_dir}: no HR images found (expected {Path(data_dir) / 'HR'}/*.png)")
+    images = test_images(data_dir, degradation=degradation, scale=scale)
     scores: list[ImageScore] = []
-    for index, pair in enumerate(pairs):
-        gt = read_picture(pair.gt_path).pixels
-        if pair.lq_path is not None:
-            lq = read_picture(pair.lq_path).pixels
-        else:
-            h, w = gt.shape[-2] // scale * scale, gt.shape[-1] // scale * scale
-            colour = gt[:, :h, :w].expand(3, -1, -1)
-            lq = degrade(colour[None], degradation, scale=scale)[0]
-        lq = lq.expand(3, -1, -1)
+    for index, (name, lq, gt) in enumerate(images):
         _synchronize(model)
         start = time.perf_counter()
-        sr = upscale(model, lq, tile=tile, autocast=autocast)
+        sr = upscale(model, lq, tile=tile)
         _synchronize(model)
         seconds = time.perf_counter() - start
         gt = gt[:, : sr.shape[-2], : sr.shape[-1]]  # HR not a multiple of the scale: crop it (modcrop)
         if gt.shape[-2:] != sr.shape[-2:]:
-            raise ValueError(f"{pair.name}: LR x{scale} is {tuple(sr.shape[-2:])}, larger than HR {tuple(gt.shape[-2:])}")
-        score = ImageScore(name=pair.name, seconds=seconds, **score_image(sr, gt, scale=scale))
+            raise ValueError(f"{name}: LR x{scale} is {tuple(sr.shape[-2:])}, larger than HR {tuple(gt.shape[-2:])}")
+        score = ImageScore(name=name, seconds=seconds, **score_image(sr, gt, scale=scale))
         scores.append(score)
         if on_image:
-            on_image(index + 1, len(pairs), score)
+            on_image(index + 1, len(images), score)
     return Evaluation(
         model=model_name,
         data=str(data_dir),

@@ -14,6 +14,7 @@ tifffile.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -39,6 +40,9 @@ _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 _ORIENTATION_TAG = 0x0112
 _ICC_TAG = 34675
 _PILLOW_LIMIT_LOCK = threading.Lock()
+# tifffile logs every damaged tag it skips. Without a handler of the application's, Python would print those
+# records on stderr (logging.lastResort); the one line of an ImageFileError, or a picture read anyway, is enough.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
 class ImageFileError(Exception):
@@ -159,6 +163,7 @@ def _decode_file(path: Path, max_pixels: int):
             pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own max_pixels
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data", "Truncated File Read": metadata we skip
         with Image.open(path) as image:
             _check_size(path, *image.size, max_pixels)
             pixels, alpha = _pixels_of(image, path)  # first: PNG's getexif() would decode at 8 bits
@@ -348,12 +353,19 @@ def write_picture(path: str | os.PathLike, picture: Picture, *, quality: int = 9
 
 
 def _to_samples(tensor: torch.Tensor, bit_depth: int) -> np.ndarray:
-    """(C, H, W) float in [0, 1] -> (H, W, C) uint8 or uint16, rounded; values outside [0, 1] are clipped."""
+    """(C, H, W) float in [0, 1] -> (H, W, C) uint8 or uint16, rounded; values outside [0, 1] are clipped.
+    Converted a block of rows at a time, so a huge picture needs no full-size float temporaries."""
     tensor = tensor.detach().to("cpu", torch.float32)
-    if torch.isnan(tensor).any():
-        raise ValueError("cannot write an image that contains NaN")
     peak, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
-    return tensor.clamp(0, 1).mul(peak).round().permute(1, 2, 0).numpy().astype(dtype)
+    channels, height, width = tensor.shape
+    samples = np.empty((height, width, channels), dtype)
+    rows = max(1, (1 << 22) // max(width * channels, 1))  # blocks of about 16 MB of float32
+    for top in range(0, height, rows):
+        block = tensor[:, top : top + rows]
+        if torch.isnan(block).any():
+            raise ValueError("cannot write an image that contains NaN")
+        samples[top : top + rows] = block.clamp(0, 1).mul_(peak).round_().permute(1, 2, 0).numpy().astype(dtype)
+    return samples
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -34,6 +34,17 @@ def _run(model: nn.Module, lq: torch.Tensor, autocast: Callable[[], contextlib.A
     return sr.float().clamp_(0, 1).to("cpu")
 
 
+def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(core start, core length, window start) along one axis. Every window has the same length, tile + 2 * overlap
+    (or the whole axis), shifted inwards at the borders, so tiles batch together and each core keeps at least
+    `overlap` pixels of context or the image border on both sides."""
+    window = min(tile + 2 * overlap, length)
+    return [
+        (start, min(tile, length - start), min(max(start - overlap, 0), length - window))
+        for start in _tile_starts(length, tile)
+    ]
+
+
 @torch.no_grad()
 def upscale(
     model: nn.Module,
@@ -41,50 +52,58 @@ def upscale(
     *,
     tile: int | None = None,
     overlap: int = 32,
+    batch: int = 1,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """(3, H, W) or (1, 3, H, W) float in [0, 1] -> (3, H*s, W*s) on the CPU, clamped to [0, 1].
 
-    `tile`: the core size in input pixels (None: whole image at once). `on_tile(done, total)` reports progress.
-    On CUDA, a tile that runs out of memory is retried at half the size.
+    `tile`: the core size in input pixels (None: whole image at once); `batch`: tiles per model call (helps GPUs).
+    `on_tile(done, total)` reports progress. On CUDA, an image or batch that runs out of memory is retried in
+    tiles: with half the batch, then with half the tile size.
     """
     lq = image[0] if image.dim() == 4 else image
     if lq.dim() != 3 or lq.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) RGB image, got shape {tuple(image.shape)}")
-    scale = model.scale
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     _, h, w = lq.shape
     if tile is None or (h <= tile and w <= tile):
-        sr = _run(model, lq[None], autocast)[0]
-        if on_tile:
-            on_tile(1, 1)
-        return sr
-    while True:
         try:
-            return _upscale_tiled(model, lq, tile, overlap, scale, autocast, on_tile)
-        except torch.OutOfMemoryError:
-            if tile <= 32:
+            sr = _run(model, lq[None], autocast)[0]
+            if on_tile:
+                on_tile(1, 1)
+            return sr
+        except torch.OutOfMemoryError:  # the whole image did not fit: go on in tiles of half its size
+            if max(h, w) <= 32:
                 raise
             torch.cuda.empty_cache()
-            tile //= 2
+            tile = max(h, w) // 2
+    while True:
+        try:
+            return _upscale_tiled(model, lq, tile, overlap, batch, autocast, on_tile)
+        except torch.OutOfMemoryError:
+            if batch == 1 and tile <= 32:
+                raise
+            torch.cuda.empty_cache()
+            batch, tile = (batch // 2, tile) if batch > 1 else (1, tile // 2)
 
 
-def _upscale_tiled(model, lq, tile, overlap, scale, autocast, on_tile) -> torch.Tensor:
+def _upscale_tiled(model, lq, tile, overlap, batch, autocast, on_tile) -> torch.Tensor:
     _, h, w = lq.shape
+    scale = model.scale
     out = torch.empty(3, h * scale, w * scale)
-    ys, xs = _tile_starts(h, tile), _tile_starts(w, tile)
-    total, done = len(ys) * len(xs), 0
-    for y in ys:
-        for x in xs:
-            th, tw = min(tile, h - y), min(tile, w - x)
-            y0, x0 = max(y - overlap, 0), max(x - overlap, 0)
-            y1, x1 = min(y + th + overlap, h), min(x + tw + overlap, w)
-            sr = _run(model, lq[None, :, y0:y1, x0:x1], autocast)[0]  # (3, (y1-y0)*s, (x1-x0)*s)
+    tiles = [(ty, tx) for ty in _windows(h, tile, overlap) for tx in _windows(w, tile, overlap)]
+    window_h, window_w = min(tile + 2 * overlap, h), min(tile + 2 * overlap, w)
+    for first in range(0, len(tiles), batch):
+        group = tiles[first : first + batch]
+        windows = torch.stack([lq[:, y0 : y0 + window_h, x0 : x0 + window_w] for (_, _, y0), (_, _, x0) in group])
+        sr = _run(model, windows, autocast)  # (b, 3, window_h*s, window_w*s)
+        for one, ((y, th, y0), (x, tw, x0)) in zip(sr, group):
             cy, cx = (y - y0) * scale, (x - x0) * scale
-            out[:, y * scale : (y + th) * scale, x * scale : (x + tw) * scale] = sr[:, cy : cy + th * scale, cx : cx + tw * scale]
-            done += 1
-            if on_tile:
-                on_tile(done, total)
+            out[:, y * scale : (y + th) * scale, x * scale : (x + tw) * scale] = one[:, cy : cy + th * scale, cx : cx + tw * scale]
+        if on_tile:
+            on_tile(first + len(group), len(tiles))
     return out
 
 
@@ -94,6 +113,7 @@ def upscale_picture(
     *,
     tile: int | None = None,
     overlap: int = 32,
+    batch: int = 1,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> Picture:
@@ -101,7 +121,7 @@ def upscale_picture(
     (bicubic) and reattached, bit depth, format and ICC profile carry over."""
     pixels = picture.pixels
     colour = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
-    sr = upscale(model, colour, tile=tile, overlap=overlap, autocast=autocast, on_tile=on_tile)
+    sr = upscale(model, colour, tile=tile, overlap=overlap, batch=batch, autocast=autocast, on_tile=on_tile)
     if pixels.shape[0] == 1:
         sr = sr.mean(0, keepdim=True)
     alpha = None

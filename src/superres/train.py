@@ -264,7 +264,7 @@ def train(
         raise TrainingError(f"{run_dir} already holds a checkpoint: resume it, or train into a new folder")
     call_start = time.perf_counter()
     device = resolve_device(t.device)
-    precision = resolve_precision(t.precision, device, training=True)
+    precision = resolve_precision(t.precision, device)
     if config.mode == "gan" and precision == "fp16":
         raise TrainingError("GAN training has no gradient scaling: use precision bf16 or fp32, not fp16")
     autocast = autocast_for(device, precision)

@@ -163,12 +163,22 @@ def _load_state(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
     except Exception as error:  # torch raises many types for a bad or unsafe pickle
         raise WeightsError(f"{path}: not a loadable .pth file ({str(error).splitlines()[0][:200]})") from None
     if not isinstance(payload, dict) or not {"arch", "args", "state_dict"} <= payload.keys():
-        raise WeightsError(f"{path}: a .pth file must hold a dict with 'arch', 'args' and 'state_dict'")
-    arch, args = payload["arch"], payload["args"]
-    if arch not in GENERATORS:
+        raise WeightsError(f"{path}: a .pth file must hold a dict with 'arch', 'args' and 'state_dict' (a bare state "
+                           f"dict does not say which architecture it is for: load it into build_model(arch, ...) "
+                           f"and write it with save_weights as .safetensors)")
+    arch, args, state = payload["arch"], payload["args"], payload["state_dict"]
+    if not isinstance(arch, str) or arch not in GENERATORS:
         raise WeightsError(f"{path}: unknown architecture {arch!r}")
-    info = WeightsInfo(path.stem, path, arch, dict(args), int(args.get("scale", 4)), payload.get("degradation", "unknown"))
-    return info, payload["state_dict"]
+    if not isinstance(args, dict):
+        raise WeightsError(f"{path}: 'args' must be a dict of the model's arguments, not {type(args).__name__}")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise WeightsError(f"{path}: 'state_dict' must map parameter names to tensors")
+    try:
+        scale = int(args.get("scale", 4))
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: 'args' has a scale that is not an integer ({args['scale']!r})") from None
+    info = WeightsInfo(path.stem, path, arch, dict(args), scale, str(payload.get("degradation", "unknown")))
+    return info, state
 
 
 def load_model(name_or_path: str, *, device: str | torch.device = "cpu") -> nn.Module:
@@ -184,7 +194,7 @@ def load_model(name_or_path: str, *, device: str | torch.device = "cpu") -> nn.M
     info, state = _load_state(path)
     try:
         model = build_model(info.arch, **info.args)
-    except TypeError as error:
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. a missing, unknown or negative argument
         raise WeightsError(f"{path}: arguments {info.args} do not fit {info.arch!r} ({error})") from None
     expected = model.state_dict()
     missing = sorted(expected.keys() - state.keys())

@@ -1,0 +1,58 @@
+"""What the browser UI offers and the limits it enforces: settings (explicit, frozen) and the model menu."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from superres.weights import DEFAULT_MODEL, DEFAULTS, catalogue
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+TILE_CHOICES = (128, 256, 512, 1024)  # input pixels; 0 in the API means the whole image at once
+
+# One line each on what the model is good for; the numbers behind them are in the README and the model cards.
+_ALIAS_NOTES = {
+    "bicubic": "plain bicubic resize: the reference, no network",
+    "cnn": "fastest network; a light baseline for blurred photos",
+    "rescnn": "best PSNR on blurred real-world photos (the default)",
+    "gan": "sharpest texture (GAN); lower PSNR, may show faint patterns",
+}
+_DEGRADATION_NOTES = {
+    "bicubic": "for clean, bicubic-downscaled images (not blurred)",
+    "div2k-unknown": "for blurred real-world photos",
+}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits and runtime of one app; `allowed_hosts` None accepts any Host header (for a non-loopback --host)."""
+
+    max_upload_bytes: int = 25_000_000
+    max_pixels: int = 4_000_000  # of the input: a 4 MP photo becomes 64 MP
+    ttl_seconds: float = 1800.0  # finished jobs not looked at for this long are deleted
+    max_jobs: int = 64  # jobs kept at once (queued, running or finished)
+    device: str = "auto"
+    precision: str = "auto"
+    overlap: int = 32
+    default_tile: int = 512
+    allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str
+    note: str
+
+
+def model_choices() -> list[ModelChoice]:
+    """bicubic, the shipped aliases (rescnn first: the default), then the other shipped weights by name."""
+    aliases = [DEFAULT_MODEL, *sorted(set(DEFAULTS) - {DEFAULT_MODEL})]
+    choices = [ModelChoice(name, _ALIAS_NOTES.get(name, f"shipped as {DEFAULTS[name]}")) for name in aliases]
+    aliased = set(DEFAULTS.values())
+    for info in catalogue():
+        if re.sub(r"-v\d+$", "", info.name) in aliased:
+            continue
+        note = f"{info.arch}, " + _DEGRADATION_NOTES.get(info.degradation, f"trained for {info.degradation} input")
+        choices.append(ModelChoice(info.name, note))
+    choices.append(ModelChoice("bicubic", _ALIAS_NOTES["bicubic"]))
+    return choices

@@ -1,0 +1,149 @@
+import pytest
+import torch
+from torch import nn
+
+from superres.inference import _windows, upscale
+from superres.metrics import psnr
+from superres.models import build_model
+from superres.optimize import FastModel, fold_batchnorm, load_for_inference, optimize_for_inference
+
+CPU = torch.device("cpu")
+
+
+def smooth(shape, generator, passes=2):
+    """A photo-like image: seeded noise, box-blurred."""
+    image = torch.rand(1, *shape, generator=generator)
+    for _ in range(passes):
+        image = nn.functional.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
+    return image[0]
+
+
+@pytest.fixture
+def tiny_rescnn(generator):
+    """A tiny ResCNN whose batch norms hold non-trivial statistics and affine parameters, as after training."""
+    torch.manual_seed(0)
+    model = build_model("rescnn", channels=8, num_blocks=2)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.uniform_(-0.2, 0.2, generator=generator)
+    return model.eval()
+
+
+def test_fold_batchnorm_keeps_the_output_and_leaves_the_original_alone(tiny_rescnn, generator):
+    folded = fold_batchnorm(tiny_rescnn)
+    x = torch.rand(2, 3, 12, 14, generator=generator)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), tiny_rescnn(x), atol=1e-5)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in tiny_rescnn.modules()) == 5  # 2 blocks x 2, plus body_tail
+
+
+def test_fp32_fast_model_matches_the_trained_model(tiny_rescnn, generator):
+    fast = optimize_for_inference(tiny_rescnn, device=CPU, precision="fp32")
+    x = torch.rand(1, 3, 9, 11, generator=generator)
+    with torch.no_grad():
+        out = fast(x)
+        assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == (1, 3, 36, 44)
+        assert torch.allclose(out, tiny_rescnn(x), atol=1e-5)
+    assert fast.scale == 4
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_paths_stay_within_the_quality_tolerance(tiny_rescnn, precision, generator):
+    """The issue's bar: PSNR-Y within 0.02 dB of fp32 and 99.9% of pixels within 2/255 (here on a tiny model)."""
+    lq = smooth((3, 40, 48), generator)
+    gt = nn.functional.interpolate(lq[None], scale_factor=4, mode="bicubic")[0].clamp(0, 1)
+    reference = upscale(tiny_rescnn, lq)
+    fast = upscale(optimize_for_inference(tiny_rescnn, device=CPU, precision=precision), lq)
+    reference_u8, fast_u8 = (reference * 255).round(), (fast * 255).round()
+    assert ((fast_u8 - reference_u8).abs() > 2).float().mean() <= 0.001
+    gap = psnr(fast_u8 / 255, gt, crop_border=4, y_channel=True) - psnr(reference_u8 / 255, gt, crop_border=4, y_channel=True)
+    assert abs(gap) <= 0.02
+
+
+@pytest.mark.parametrize("name", ["cnn", "rescnn"])
+def test_shipped_models_in_bf16_stay_within_the_quality_tolerance(name, shared_data):
+    """The same bar on a real photo (a corner of Set5 'baby' LR) with the shipped weights."""
+    from superres.imageio import read_rgb
+
+    lq = read_rgb(shared_data / "benchmarks" / "set5" / "LR_bicubic" / "X4" / "img_001.png")[:, :48, :48]
+    reference = upscale(load_for_inference(name, device="cpu", precision="fp32"), lq)
+    fast = upscale(load_for_inference(name, device="cpu", precision="bf16"), lq)
+    differs = ((fast * 255).round() - (reference * 255).round()).abs() > 2
+    assert differs.float().mean() <= 0.001
+
+
+def test_bicubic_is_left_as_it_is():
+    model = load_for_inference("bicubic", device="cpu", precision="bf16")
+    assert not isinstance(model, FastModel)
+    x = torch.rand(1, 3, 8, 8)
+    assert model(x).dtype == torch.float32 and model.info.name == "bicubic"
+
+
+def test_unknown_precision_is_refused(tiny_rescnn):
+    with pytest.raises(ValueError, match="precision"):
+        optimize_for_inference(tiny_rescnn, device=CPU, precision="int8")
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(37, 16, 12), (100, 24, 8), (20, 7, 12), (64, 64, 0), (65, 32, 4)])
+def test_tile_windows_cover_every_pixel_with_context(length, tile, overlap):
+    windows = _windows(length, tile, overlap)
+    window = min(tile + 2 * overlap, length)
+    covered = []
+    for start, core, window_start in windows:
+        covered += range(start, start + core)
+        assert 0 <= window_start and window_start + window <= length
+        assert start - window_start >= min(overlap, start)  # context before, or the border
+        assert window_start + window - (start + core) >= min(overlap, length - start - core)  # context after
+    assert sorted(set(covered)) == list(range(length))  # the last core may overlap the one before
+
+
+def test_batched_tiles_equal_one_tile_at_a_time(tiny_rescnn, generator):
+    image = torch.rand(3, 45, 61, generator=generator)
+    single = upscale(tiny_rescnn, image, tile=16, overlap=8)
+    batched = upscale(tiny_rescnn, image, tile=16, overlap=8, batch=5)
+    assert torch.allclose(single, batched, atol=1e-5)
+
+
+class OutOfMemoryWhen(nn.Module):
+    """`model`, but raising CUDA's out-of-memory error on inputs where `too_big(x)`; records every input's shape."""
+
+    def __init__(self, model, too_big):
+        super().__init__()
+        self.model, self.too_big, self.shapes, self.scale = model, too_big, [], model.scale
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        if self.too_big(x):
+            raise torch.OutOfMemoryError("simulated")
+        return self.model(x)
+
+
+def test_out_of_memory_halves_the_batch_then_goes_on(tiny_rescnn, generator):
+    flaky = OutOfMemoryWhen(tiny_rescnn, lambda x: x.shape[0] > 2)
+    image = torch.rand(3, 40, 40, generator=generator)
+    out = upscale(flaky, image, tile=16, overlap=8, batch=8)
+    batches = [shape[0] for shape in flaky.shapes]
+    assert batches[:3] == [8, 4, 2] and max(batches[3:]) <= 2
+    assert torch.allclose(out, upscale(tiny_rescnn, image, tile=16, overlap=8), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_half_precision_batched_tiles_match_cpu_fp32(tiny_rescnn, precision, generator):
+    image = smooth((3, 40, 52), generator)
+    reference = upscale(tiny_rescnn, image)
+    fast = optimize_for_inference(tiny_rescnn, device=torch.device("cuda"), precision=precision)
+    out = upscale(fast, image, tile=16, overlap=8, batch=4)
+    assert ((out * 255).round() - (reference * 255).round()).abs().gt(2).float().mean() <= 0.001
+
+
+def test_out_of_memory_on_the_whole_image_falls_back_to_tiles(tiny_rescnn, generator):
+    small = OutOfMemoryWhen(tiny_rescnn, lambda x: x.shape[-2] * x.shape[-1] > 64 * 64)
+    image = smooth((3, 60, 70), generator)
+    out = upscale(small, image, overlap=12)  # more than the tiny model's receptive radius
+    assert small.shapes[0] == (1, 3, 60, 70) and len(small.shapes) > 2
+    assert torch.allclose(out, upscale(tiny_rescnn, image), atol=1e-5)
