@@ -217,3 +217,18 @@ def test_bad_thread_count_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["upscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "y.png"), "--threads", "0"])
     assert exit_info.value.code == 2 and "--threads: must be at least 1" in capsys.readouterr().err
+
+
+def test_16_bit_pictures_get_fp32_under_auto(tmp_path, capsys, monkeypatch):
+    import superres.runtime
+
+    monkeypatch.setattr(superres.runtime, "cpu_supports_bf16", lambda: True)  # auto would pick bf16 for 8-bit
+    src = tmp_path / "ramp16.png"
+    Image.fromarray((np.linspace(9000, 50000, 20 * 14).reshape(14, 20)).astype(np.uint16)).save(src)
+    outputs = {}
+    for precision in ("auto", "fp32", "bf16"):
+        target = tmp_path / f"{precision}.png"
+        assert run(capsys, "upscale", src, "-o", target, "--model", "cnn", "--precision", precision)[0] == 0
+        outputs[precision] = np.asarray(Image.open(target), dtype=np.int64)
+    assert np.array_equal(outputs["auto"], outputs["fp32"]) and outputs["fp32"].std() > 1000
+    assert not np.array_equal(outputs["bf16"], outputs["fp32"])

@@ -5,7 +5,7 @@ from torch import nn
 from superres.inference import _windows, upscale
 from superres.metrics import psnr
 from superres.models import build_model
-from superres.optimize import FastModel, fold_batchnorm, load_for_inference, optimize_for_inference
+from superres.optimize import FastModel, PreparedModel, fold_batchnorm, load_for_inference, optimize_for_inference
 
 CPU = torch.device("cpu")
 
@@ -147,3 +147,36 @@ def test_out_of_memory_on_the_whole_image_falls_back_to_tiles(tiny_rescnn, gener
     out = upscale(small, image, overlap=12)  # more than the tiny model's receptive radius
     assert small.shapes[0] == (1, 3, 60, 70) and len(small.shapes) > 2
     assert torch.allclose(out, upscale(tiny_rescnn, image), atol=1e-5)
+
+
+def test_auto_keeps_16_bit_pictures_in_fp32(tiny_rescnn, monkeypatch):
+    import superres.runtime
+
+    monkeypatch.setattr(superres.runtime, "cpu_supports_bf16", lambda: True)
+    prepared = PreparedModel(tiny_rescnn, device=CPU, precision="auto")
+    assert prepared.for_picture(8).dtype == torch.bfloat16
+    assert prepared.for_picture(16).dtype == torch.float32
+    assert prepared.for_picture(8) is prepared.for_picture(8)  # each version made once
+    explicit = PreparedModel(tiny_rescnn, device=CPU, precision="bf16")
+    assert explicit.for_picture(16).dtype == torch.bfloat16  # an explicit choice holds for every picture
+
+
+def test_bf16_would_cut_a_16_bit_output_to_a_few_hundred_levels(tiny_rescnn, generator):
+    """Why `auto` runs 16-bit pictures in fp32: distinct output values of a smooth ramp."""
+    ramp = torch.linspace(0.2, 0.8, 48).view(1, 1, 48).expand(3, 48, 48).contiguous()
+    levels = {p: len(torch.unique((upscale(optimize_for_inference(tiny_rescnn, device=CPU, precision=p), ramp)
+                                   * 65535).round())) for p in ("fp32", "bf16")}
+    assert levels["fp32"] > 4 * levels["bf16"]
+
+
+@pytest.mark.parametrize("arch", ["cnn", "rescnn"])
+def test_16_bit_versions_never_round_the_input(arch):
+    from superres.optimize import Float32Entry
+
+    torch.manual_seed(0)
+    model = build_model(arch, channels=8, **({"num_blocks": 1} if arch == "rescnn" else {})).eval()
+    fast = optimize_for_inference(model, device=CPU, precision="bf16")
+    entry = fast.model.head[0]
+    assert isinstance(entry, Float32Entry) and entry.conv.weight.dtype == torch.float32
+    assert all(b.dtype == torch.float32 for b in fast.model.buffers())  # the cnn's mean colour
+    assert fast.model.tail.weight.dtype == torch.bfloat16

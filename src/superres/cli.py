@@ -124,8 +124,10 @@ def _sigterm_as_ctrl_c():
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.imageio import ImageFileError, read_picture, write_picture
-    from superres.inference import model_device, upscale_picture
-    from superres.runtime import tile_batch
+    from superres.inference import upscale_picture
+    from superres.optimize import PreparedModel
+    from superres.runtime import resolve_device, set_threads, tile_batch
+    from superres.weights import load_model
 
     inputs = [Path(p) for p in args.inputs]
     for item in inputs:
@@ -138,8 +140,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if source.resolve() == target.resolve():
             raise CliError(f"{target}: output would overwrite its input")
     _check_output_folders(plan)
-    model = _load(args.model, args)
-    batch = args.batch or tile_batch(model_device(model))
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    model = PreparedModel(load_model(args.model), device=device, precision=args.precision)  # 16-bit input: fp32
+    batch = args.batch or tile_batch(device)
     if args.scale != model.scale:
         raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
     failures: list[str] = []
@@ -155,8 +159,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                 try:
                     picture = read_picture(source, max_pixels=args.max_pixels)
                     with _TileBar(source.name) as on_tile:
-                        sr = upscale_picture(model, picture, tile=args.tile, overlap=args.overlap, batch=batch,
-                                             on_tile=on_tile)
+                        sr = upscale_picture(model.for_picture(picture.bit_depth), picture, tile=args.tile,
+                                             overlap=args.overlap, batch=batch, on_tile=on_tile)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     write_picture(target, sr)
                 except (ImageFileError, OSError) as error:

@@ -4,8 +4,8 @@ it, channels_last memory, weights and activations in bf16 or fp16.
 The result takes and returns float32 NCHW RGB in [0, 1] like every model here, so `superres.inference.upscale`
 needs no knowledge of it. The trained model is left untouched.
 
-Measured on the shipped weights (`benchmarks/inference_speed.py`): bf16 keeps Y-PSNR within 0.02 dB of fp32 on
-Set5/Set14 and 99.9% of output pixels within 2/255, at several times fp32's speed on a CPU with native bf16.
+Measured on the shipped weights (`benchmarks/inference_speed.py`, 2-core Xeon with AMX): bf16 keeps the mean Y-PSNR
+within 0.01 dB of fp32 on Set5/Set14 and all but 0.008% of output pixels within 2/255, at 3.5 to 4 times fp32's speed.
 """
 
 from __future__ import annotations
@@ -35,38 +35,95 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-class FastModel(nn.Module):
-    """A generator prepared for inference: float32 in, float32 out, `dtype` and `memory_format` inside."""
+class Float32Entry(nn.Module):
+    """The model's first convolution in fp32 on the full-precision input, its output handed on in `dtype`.
 
-    def __init__(self, model: nn.Module, *, dtype: torch.dtype, channels_last: bool) -> None:
+    Rounding the input image itself to bf16 costs more than all the layers after it: on Set14 with the shipped
+    rescnn, bf16 throughout left 0.065% of pixels more than 2/255 from fp32, this entry 0.007%, for 2% of the speed.
+    """
+
+    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype) -> None:
         super().__init__()
-        self.model = model
-        self.dtype = dtype
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.scale = model.scale
+        self.conv, self.dtype = conv, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).to(self.dtype)
+
+
+class FastModel(nn.Module):
+    """A generator prepared for inference: float32 in, float32 out; `dtype` inside, channels_last memory."""
+
+    def __init__(self, model: nn.Module, *, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype, self.scale = model, dtype, model.scale
         if hasattr(model, "info"):
             self.info = model.info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) float32 -> (B, 3, H*s, W*s) float32
-        sr = self.model(x.to(self.dtype).contiguous(memory_format=self.memory_format))
+        sr = self.model(x.float().contiguous(memory_format=torch.channels_last))
         return sr.float().contiguous()
+
+
+def _first_conv(model: nn.Module) -> tuple[nn.Module, str] | None:
+    """(parent, attribute name) of the first Conv2d in module order (depth first, as `forward` meets them), or None."""
+    for qualified, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            parent, _, name = qualified.rpartition(".")
+            return model.get_submodule(parent), name
+    return None
 
 
 def optimize_for_inference(model: nn.Module, *, device: torch.device, precision: str) -> nn.Module:
     """`model` folded, in channels_last and in `precision` ('fp32', 'bf16' or 'fp16', already resolved) on `device`.
 
-    A model without weights (bicubic) is returned as it is, on `device`: interpolation gains nothing and would
-    lose accuracy in 16 bits.
+    In 16 bits, the first convolution and the buffers (the cnn's mean colour) stay fp32, so the input image is
+    never rounded. A model without weights (bicubic) is returned as it is, on `device`: interpolation gains
+    nothing and would lose accuracy in 16 bits.
     """
     if precision not in DTYPES:
         raise ValueError(f"precision must be one of {', '.join(DTYPES)} here, got {precision!r}")
     if next(iter(model.parameters()), None) is None:
         return model.eval().to(device)
-    folded = fold_batchnorm(model)
+    dtype = DTYPES[precision]
+    folded = fold_batchnorm(model).to(device=device, memory_format=torch.channels_last)
     if hasattr(model, "info"):
         folded.info = model.info
-    folded = folded.to(device=device, dtype=DTYPES[precision], memory_format=torch.channels_last)
-    return FastModel(folded, dtype=DTYPES[precision], channels_last=True).eval()
+    if dtype != torch.float32:
+        entry = _first_conv(folded)
+        first = copy.deepcopy(getattr(*entry)) if entry else None  # kept in fp32: .to() below works in place
+        folded = folded.to(dtype=dtype)
+        for buffer_owner in folded.modules():
+            for name, buffer in buffer_owner.named_buffers(recurse=False):
+                if buffer.is_floating_point():
+                    setattr(buffer_owner, name, buffer.float())
+        if entry:
+            setattr(entry[0], entry[1], Float32Entry(first, dtype))
+    return FastModel(folded, dtype=dtype).eval()
+
+
+class PreparedModel:
+    """A trained model with its inference versions for one device, each made when first asked for.
+
+    `for_picture(bit_depth)` applies `--precision auto` to a picture: a 16-bit one runs in fp32, because bf16 and
+    fp16 carry about 8 and 11 significant bits and would cut a 16-bit output to a few hundred levels per channel.
+    An explicit precision is used for every picture.
+    """
+
+    def __init__(self, model: nn.Module, *, device: torch.device, precision: str = "auto") -> None:
+        from superres.runtime import resolve_precision
+
+        self.model, self.device, self.requested = model, device, precision
+        self.precision = resolve_precision(precision, device)
+        self.scale, self.info = model.scale, getattr(model, "info", None)
+        self._versions: dict[str, nn.Module] = {}
+
+    def at(self, precision: str) -> nn.Module:
+        if precision not in self._versions:
+            self._versions[precision] = optimize_for_inference(self.model, device=self.device, precision=precision)
+        return self._versions[precision]
+
+    def for_picture(self, bit_depth: int) -> nn.Module:
+        return self.at("fp32" if self.requested == "auto" and bit_depth > 8 else self.precision)
 
 
 def load_for_inference(name_or_path: str, *, device: str = "auto", precision: str = "auto") -> nn.Module:

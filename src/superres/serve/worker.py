@@ -15,27 +15,28 @@ from torch import nn
 
 from superres.imageio import read_picture, write_picture
 from superres.inference import upscale_picture
-from superres.optimize import optimize_for_inference
+from superres.optimize import PreparedModel
 from superres.runtime import resolve_device, resolve_precision, tile_batch
 from superres.serve.jobs import BROWSER_SUFFIXES, Job, JobStore
 from superres.weights import load_model
 
 
 class ModelCache:
-    """Each model loaded on first use, prepared for inference (`superres.optimize`) and kept; the device and
-    precision are resolved once, up front."""
+    """Each model loaded on first use and kept, with its inference versions (`superres.optimize.PreparedModel`:
+    16-bit pictures run in fp32 under `auto`); the device and precision are resolved once, up front."""
 
     def __init__(self, device: str = "auto", precision: str = "auto") -> None:
         self.device = resolve_device(device)  # fails here, at start-up, for --device cuda without a GPU
-        self.precision = resolve_precision(precision, self.device)
-        self._models: dict[str, nn.Module] = {}
+        self.precision = precision
+        resolve_precision(precision, self.device)  # an unknown precision fails here, at start-up
+        self._models: dict[str, PreparedModel] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> nn.Module:
+    def get(self, name: str, bit_depth: int = 8) -> nn.Module:
         with self._lock:
             if name not in self._models:
-                self._models[name] = optimize_for_inference(load_model(name), device=self.device, precision=self.precision)
-            return self._models[name]
+                self._models[name] = PreparedModel(load_model(name), device=self.device, precision=self.precision)
+            return self._models[name].for_picture(bit_depth)
 
 
 class _Stopped(Exception):
@@ -84,7 +85,7 @@ class Worker:
 
         try:
             picture = read_picture(job.input_path, max_pixels=self.max_pixels)  # checked at upload already
-            model = self.models.get(job.model)
+            model = self.models.get(job.model, picture.bit_depth)
             started = time.perf_counter()  # the time shown: upscaling and writing, not the first load of a model
             sr = upscale_picture(model, picture, tile=job.tile, overlap=self.overlap,
                                  batch=tile_batch(self.models.device), on_tile=on_tile)
