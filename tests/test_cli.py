@@ -132,7 +132,7 @@ def test_models_json_lists_bicubic_and_shipped_weights(capsys):
 def test_benchmark_writes_markdown_csv_and_json(tmp_path, capsys, tiny_set, tiny_weights):
     code, out, err = run(capsys, "benchmark", "--models", f"bicubic,{tiny_weights}", "--data", tiny_set, "--out", tmp_path / "b")
     assert code == 0, err
-    rows = list(csv.DictReader(open(tmp_path / "b" / "benchmark.csv")))
+    rows = list(csv.DictReader((tmp_path / "b" / "benchmark.csv").read_text().splitlines()))
     assert [r["model"] for r in rows] == ["bicubic", str(tiny_weights)]
     assert float(rows[0]["psnr_y"]) > float(rows[1]["psnr_y"])  # an untrained model loses to bicubic
     assert (tmp_path / "b" / "benchmark.md").read_text().startswith("| model |")
@@ -186,7 +186,7 @@ def test_tune_runs_the_six_settings(tmp_path, capsys, tiny_weights):
                          "--set", f"gan.generator_weights={json.dumps(str(tiny_weights))}",
                          "--set", "gan.d_args={channels = 4, hidden_features = 16}")
     assert code == 0, err
-    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
+    rows = list(csv.DictReader((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()))
     assert len(rows) == 6
     assert "| varied |" in (tmp_path / "sweep" / "sweep.md").read_text()
 

@@ -258,7 +258,8 @@ def test_browser_upscale_compare_download(live_url, tmp_path):
                 page.click("#download")
             saved = tmp_path / f"{model}_{download_info.value.suggested_filename}"
             download_info.value.save_as(saved)
-            assert Image.open(saved).size == (width * 4, height * 4) and Image.open(saved).format == "PNG"
+            with Image.open(saved) as result:
+                assert result.size == (width * 4, height * 4) and result.format == "PNG"
         expect(page.locator("#after-img")).to_have_js_property("naturalWidth", width * 4)
 
         page.locator("#split").fill("25")
@@ -269,7 +270,8 @@ def test_browser_upscale_compare_download(live_url, tmp_path):
         assert page.eval_on_selector("#compare", "c => c.getBoundingClientRect().width") == width * 4
         page.click("#zoom-fit")
         page.screenshot(path=str(tmp_path / "page.png"))
-        assert Image.open(tmp_path / "page.png").size == (1280, 800)
+        with Image.open(tmp_path / "page.png") as screenshot:
+            assert screenshot.size == (1280, 800)
 
         broken = base64.b64encode(b"this is not an image").decode()  # dropped, as from a file manager
         page.evaluate("""([name, data]) => {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -25,7 +26,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 def cpu_supports_bf16() -> bool:
     """True where the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
