@@ -90,8 +90,8 @@ def test_unknown_precision_is_refused(tiny_rescnn):
 
 @pytest.mark.parametrize("length, tile, overlap", [(37, 16, 12), (100, 24, 8), (20, 7, 12), (64, 64, 0), (65, 32, 4)])
 def test_tile_windows_cover_every_pixel_with_context(length, tile, overlap):
-    windows = _windows(length, tile, overlap)
-    window = min(tile + 2 * overlap, length)
+    window, windows = _windows(length, tile, overlap)
+    assert window == min(tile + 2 * overlap, length)
     covered = []
     for start, core, window_start in windows:
         covered += range(start, start + core)

@@ -32,13 +32,19 @@ def _progress(total: int, desc: str, enabled: bool = True):
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled or not sys.stderr.isatty(), leave=False)
 
 
-def _load(model_name: str, args: argparse.Namespace):
-    """A model prepared for inference with the command's --device, --precision and --threads."""
-    from superres.optimize import load_for_inference
-    from superres.runtime import set_threads
+def _prepare(model_name: str, args: argparse.Namespace):
+    """A `PreparedModel` for the command's --device and --precision, with its --threads set."""
+    from superres.optimize import PreparedModel
+    from superres.runtime import resolve_device, set_threads
+    from superres.weights import load_model
 
     set_threads(args.threads)
-    return load_for_inference(model_name, device=args.device, precision=args.precision)
+    return PreparedModel(load_model(model_name), device=resolve_device(args.device), precision=args.precision)
+
+
+def _load(model_name: str, args: argparse.Namespace):
+    """A model ready for inference in the command's --precision on its --device."""
+    return _prepare(model_name, args).at()
 
 
 # ---------------------------------------------------------------------------------------------------- upscale
@@ -125,9 +131,7 @@ def _sigterm_as_ctrl_c():
 def cmd_upscale(args: argparse.Namespace) -> int:
     from superres.imageio import ImageFileError, read_picture, write_picture
     from superres.inference import upscale_picture
-    from superres.optimize import PreparedModel
-    from superres.runtime import resolve_device, set_threads, tile_batch
-    from superres.weights import load_model
+    from superres.runtime import tile_batch
 
     inputs = [Path(p) for p in args.inputs]
     for item in inputs:
@@ -140,10 +144,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if source.resolve() == target.resolve():
             raise CliError(f"{target}: output would overwrite its input")
     _check_output_folders(plan)
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    model = PreparedModel(load_model(args.model), device=device, precision=args.precision)  # 16-bit input: fp32
-    batch = args.batch or tile_batch(device)
+    model = _prepare(args.model, args)  # its versions per picture: 16-bit ones get fp32 under auto
+    batch = args.batch or tile_batch(model.device)
     if args.scale != model.scale:
         raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
     failures: list[str] = []
@@ -611,10 +613,15 @@ def build_parser() -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
         return value
 
-    def runtime_options(p: argparse.ArgumentParser, tile: int | None = None, precision: str = "auto") -> None:
+    def precision_option(p: argparse.ArgumentParser, default: str = "auto", per_picture: bool = False) -> None:
+        p.add_argument("--precision", default=default, choices=PRECISIONS,
+                       help="auto: bf16 where the GPU or CPU runs it natively, else fp16 (GPU) or fp32"
+                            + ("; 16-bit pictures in fp32" if per_picture else "") + f" (default: {default})")
+
+    def runtime_options(p: argparse.ArgumentParser, tile: int | None = None, precision: str = "auto",
+                        per_picture: bool = False) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
-        p.add_argument("--precision", default=precision, choices=PRECISIONS,
-                       help=f"auto: bf16 where the GPU or CPU runs it natively, else fp16 (GPU) or fp32 (default: {precision})")
+        precision_option(p, precision, per_picture)
         p.add_argument("--threads", type=at_least_one, help="CPU threads (default: PyTorch's choice, one per core)")
         p.add_argument("--tile", type=positive, default=tile,
                        help=f"tile size in input pixels, bounds memory (default: {tile or 'whole image'})")
@@ -628,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
     p.add_argument("--batch", type=at_least_one, help="tiles per model call (default: 4 on a GPU, 1 on the CPU)")
-    runtime_options(p, tile=512)
+    runtime_options(p, tile=512, per_picture=True)
     p.set_defaults(run=cmd_upscale)
 
     p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/)")
@@ -703,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-minutes", type=float, default=30.0,
                    help="delete results not looked at for this long (default: 30); all are deleted on exit")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16/bf16 on CUDA, fp32 on CPU")
+    precision_option(p, per_picture=True)
     p.set_defaults(run=cmd_serve)
     return parser
 

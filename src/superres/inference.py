@@ -34,12 +34,12 @@ def _run(model: nn.Module, lq: torch.Tensor, autocast: Callable[[], contextlib.A
     return sr.float().clamp_(0, 1).to("cpu")
 
 
-def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
-    """(core start, core length, window start) along one axis. Every window has the same length, tile + 2 * overlap
-    (or the whole axis), shifted inwards at the borders, so tiles batch together and each core keeps at least
-    `overlap` pixels of context or the image border on both sides."""
+def _windows(length: int, tile: int, overlap: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """The window length and (core start, core length, window start) of each tile along one axis. Every window has
+    that one length, tile + 2 * overlap (or the whole axis), shifted inwards at the borders, so tiles batch together
+    and each core keeps at least `overlap` pixels of context or the image border on both sides."""
     window = min(tile + 2 * overlap, length)
-    return [
+    return window, [
         (start, min(tile, length - start), min(max(start - overlap, 0), length - window))
         for start in _tile_starts(length, tile)
     ]
@@ -93,8 +93,8 @@ def _upscale_tiled(model, lq, tile, overlap, batch, autocast, on_tile) -> torch.
     _, h, w = lq.shape
     scale = model.scale
     out = torch.empty(3, h * scale, w * scale)
-    tiles = [(ty, tx) for ty in _windows(h, tile, overlap) for tx in _windows(w, tile, overlap)]
-    window_h, window_w = min(tile + 2 * overlap, h), min(tile + 2 * overlap, w)
+    (window_h, rows), (window_w, columns) = _windows(h, tile, overlap), _windows(w, tile, overlap)
+    tiles = [(ty, tx) for ty in rows for tx in columns]
     for first in range(0, len(tiles), batch):
         group = tiles[first : first + batch]
         windows = torch.stack([lq[:, y0 : y0 + window_h, x0 : x0 + window_w] for (_, _, y0), (_, _, x0) in group])

@@ -117,7 +117,9 @@ class PreparedModel:
         self.scale, self.info = model.scale, getattr(model, "info", None)
         self._versions: dict[str, nn.Module] = {}
 
-    def at(self, precision: str) -> nn.Module:
+    def at(self, precision: str | None = None) -> nn.Module:
+        """The version in `precision` (resolved; None: the one this model was prepared for)."""
+        precision = precision or self.precision
         if precision not in self._versions:
             self._versions[precision] = optimize_for_inference(self.model, device=self.device, precision=precision)
         return self._versions[precision]
@@ -129,9 +131,7 @@ class PreparedModel:
 def load_for_inference(name_or_path: str, *, device: str = "auto", precision: str = "auto") -> nn.Module:
     """A shipped name, weights path or `bicubic`, loaded and prepared for `device` and `precision` ('auto' for both:
     the GPU when there is one; bf16 where the device runs it natively, else fp32/fp16)."""
-    from superres.runtime import resolve_device, resolve_precision
+    from superres.runtime import resolve_device
     from superres.weights import load_model
 
-    torch_device = resolve_device(device)
-    model = load_model(name_or_path)
-    return optimize_for_inference(model, device=torch_device, precision=resolve_precision(precision, torch_device))
+    return PreparedModel(load_model(name_or_path), device=resolve_device(device), precision=precision).at()
