@@ -139,6 +139,30 @@ def test_benchmark_writes_markdown_csv_and_json(tmp_path, capsys, tiny_set, tiny
     assert len(json.loads((tmp_path / "b" / "benchmark.json").read_text())) == 2
 
 
+def test_benchmark_matrix_has_a_column_per_condition(tmp_path, capsys, tiny_set, tiny_weights):
+    code, out, err = run(capsys, "benchmark", "--models", f"bicubic,{tiny_weights}", "--data", tiny_set,
+                         "--degradations", "all", "--out", tmp_path / "b")
+    assert code == 0, err
+    matrix = (tmp_path / "b" / "matrix.md").read_text()
+    assert "| model | bicubic | div2k-unknown | blur | noise | jpeg | camera |" in matrix and matrix in out
+    assert matrix.count("\n| bicubic |") == 1 and matrix.count(f"\n| {tiny_weights} |") == 1
+    rows = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert len(rows) == 12 and {r["degradation"] for r in rows} == {"bicubic", "div2k-unknown", "blur", "noise",
+                                                                   "jpeg", "camera"}
+    code, _, err = run(capsys, "benchmark", "--models", "bicubic", "--data", tiny_set, "--degradations", "noise,fog",
+                       "--out", tmp_path / "c")
+    assert code == 2 and err.count("\n") == 1 and "fog" in err and not (tmp_path / "c").exists()
+
+
+def test_compare_can_make_the_lr_by_a_condition(tmp_path, capsys, tiny_set):
+    code, out, err = run(capsys, "compare", tiny_set / "HR" / "im0.png", "--degradation", "camera",
+                         "--models", "bicubic", "-o", tmp_path / "fig.png")
+    assert code == 0 and (tmp_path / "fig.png").is_file(), err
+    code, _, err = run(capsys, "compare", tiny_set / "HR" / "im0.png", "--degradation", "camera", "--hr",
+                       tiny_set / "HR" / "im0.png", "--models", "bicubic", "-o", tmp_path / "fig2.png")
+    assert code == 2 and "--hr" in err
+
+
 def test_compare_makes_a_figure_per_image(tmp_path, capsys, tiny_set, tiny_weights):
     lq = tmp_path / "lq"
     lq.mkdir()

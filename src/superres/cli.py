@@ -249,53 +249,72 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- benchmark
-def _dataset_degradation(data_dir: Path, requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "div2k-unknown" if (data_dir / "LR_unknown").is_dir() else "bicubic"
+def _conditions(data_dir: Path, requested: str) -> list[str]:
+    """The test conditions of `--degradations`: a comma-separated list, `all`, or `auto` (div2k-unknown where the
+    folder has LR_unknown/, else bicubic)."""
+    from superres.data.conditions import CONDITIONS
+
+    if requested == "auto":
+        return ["div2k-unknown" if (data_dir / "LR_unknown").is_dir() else "bicubic"]
+    if requested == "all":
+        return list(CONDITIONS)
+    names = [n.strip() for n in requested.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown or not names:
+        raise CliError(f"--degradations: unknown condition {', '.join(unknown) or repr(requested)}; "
+                       f"expected all, auto or some of {', '.join(CONDITIONS)}")
+    return names
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from superres.evaluate import evaluate
     from superres.inference import model_device
     from superres.models import count_parameters
-    from superres.report import write_table
+    from superres.report import condition_matrix, write_table
 
     datasets = [Path(d) for d in args.data]
     for folder in datasets:
         if not folder.is_dir():
             raise CliError(f"{folder}: no such folder")
+    plan = [(folder, _conditions(folder, args.degradations)) for folder in datasets]
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     loaded = [_load(name, args) for name in names]  # fail before any work on a bad name
     rows = []
     for name, model in zip(names, loaded):
-        for folder in datasets:
-            degradation = _dataset_degradation(folder, args.degradation)
-            result = evaluate(model, folder, model_name=model.info.name, degradation=degradation, tile=args.tile)
-            row = {
-                "model": name,
-                "weights": model.info.name,
-                "data": folder.name,
-                "degradation": degradation,
-                "images": result.images,
-                "psnr_y": result.psnr_y,
-                "ssim_y": result.ssim_y,
-                "psnr_rgb": result.psnr_rgb,
-                "ssim_rgb": result.ssim_rgb,
-                "sharpness": result.sharpness,
-                "params": count_parameters(model),
-                "device": model_device(model).type,
-                "s_per_image": result.seconds_per_image,
-            }
-            rows.append(row)
-            print(
-                f"{name:<24} {folder.name:<18} {degradation:<14} PSNR-Y {row['psnr_y']:6.2f}  SSIM-Y {row['ssim_y']:.4f}  "
-                f"PSNR-RGB {row['psnr_rgb']:6.2f}  sharp {row['sharpness']:.3f}  {row['s_per_image']:.3f} s/img"
-            )
+        for folder, conditions in plan:
+            for condition in conditions:
+                result = evaluate(model, folder, model_name=model.info.name, degradation=condition, tile=args.tile)
+                row = {
+                    "model": name,
+                    "weights": model.info.name,
+                    "data": folder.name,
+                    "degradation": condition,
+                    "images": result.images,
+                    "psnr_y": result.psnr_y,
+                    "ssim_y": result.ssim_y,
+                    "psnr_rgb": result.psnr_rgb,
+                    "ssim_rgb": result.ssim_rgb,
+                    "sharpness": result.sharpness,
+                    "params": count_parameters(model),
+                    "device": model_device(model).type,
+                    "s_per_image": result.seconds_per_image,
+                }
+                rows.append(row)
+                print(
+                    f"{name:<24} {folder.name:<18} {condition:<14} PSNR-Y {row['psnr_y']:6.2f}  "
+                    f"SSIM-Y {row['ssim_y']:.4f}  PSNR-RGB {row['psnr_rgb']:6.2f}  sharp {row['sharpness']:.3f}  "
+                    f"{row['s_per_image']:.3f} s/img", flush=True
+                )
     out = Path(args.out)
     write_table(rows, out / "benchmark.md", out / "benchmark.csv")
     atomic_write_text(out / "benchmark.json", json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
+    if len({row["degradation"] for row in rows}) > 1:
+        matrix = condition_matrix(rows)
+        atomic_write_text(out / "matrix.md", matrix)
+        print("\n" + matrix)
+        print(f"wrote {out / 'matrix.md'}, {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
+    else:
+        print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
     return EXIT_OK
 
 
@@ -437,12 +456,12 @@ def _parse_crop(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def _matching_hr(lq_path: Path, hr_dir: Path) -> Path | None:
+def _matching_hr(lq_path: Path, hr_dir: Path, scale: int) -> Path | None:
+    from superres.data import match_pairs
     from superres.imageio import list_images
 
-    stems = {p.stem: p for p in list_images(hr_dir, recursive=False)}
-    stem = lq_path.stem
-    return stems.get(stem) or stems.get(stem.rsplit("x", 1)[0])
+    pairs = match_pairs([lq_path], list_images(hr_dir, recursive=False), scale)
+    return next((pair.gt_path for pair in pairs if pair.lq_path == lq_path), None)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -463,15 +482,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     hr = Path(args.hr) if args.hr else None
     if hr is not None and not hr.exists():
         raise CliError(f"{hr}: no such file or folder")
+    if hr is not None and args.degradation:
+        raise CliError("--degradation makes the LR from INPUT, which is then the ground truth: leave out --hr")
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     models = [(name, _load(name, args)) for name in names]
+    scale = models[0][1].scale
     for lq_path in inputs:
         lq = read_picture(lq_path).pixels
-        lq = lq.expand(3, -1, -1)
         gt = None
-        hr_path = (_matching_hr(lq_path, hr) if hr.is_dir() else hr) if hr else None
+        if args.degradation:
+            from superres.data.conditions import condition_lq
+
+            gt = lq
+            lq = condition_lq(gt.expand(3, -1, -1), args.degradation, scale)
+        hr_path = (_matching_hr(lq_path, hr, scale) if hr.is_dir() else hr) if hr else None
         if hr_path is not None:
             gt = read_picture(hr_path).pixels
+        lq = lq.expand(3, -1, -1)
         panels = []
         for name, model in models:
             sr = upscale(model, lq, tile=args.tile)
@@ -490,7 +517,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 size = args.crop_size or max(48, min(96, min(gt.shape[-2:]) // 8))
                 crop = auto_crop([p.image for p in panels], size)
             panels.append(Panel("HR (ground truth)", gt.expand(3, -1, -1) if gt.shape[0] == 1 else gt))
-        title = f"{lq_path.name}: x{models[0][1].scale}" + (" (PSNR / SSIM on Y against the HR)" if gt is not None else "")
+        source_name = f"{lq_path.name} ({args.degradation} LR)" if args.degradation else lq_path.name
+        title = f"{source_name}: x{scale}" + (" (PSNR / SSIM on Y against the HR)" if gt is not None else "")
         figure = comparison_figure(panels, crop=crop, title=title)
         target = out_dir / f"{lq_path.stem}_compare.png" if out_dir else Path(args.output)
         if out_dir:
@@ -589,8 +617,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from superres import __version__
     from superres.imageio import DEFAULT_MAX_PIXELS
+    from superres.data.conditions import CONDITIONS
     from superres.runtime import PRECISIONS
 
+    conditions = list(CONDITIONS)
     parser = argparse.ArgumentParser(prog="superres", description="x4 super-resolution and deblurring of photos.")
     parser.add_argument("--version", action="version", version=f"superres {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -641,7 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/)")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="folder with HR/ and optionally LR_bicubic/X4/ or LR_unknown/X4/")
-    p.add_argument("--degradation", default="bicubic", choices=["bicubic", "div2k-unknown"])
+    p.add_argument("--degradation", default="bicubic", choices=conditions,
+                   help="test condition: the LR files of the folder where it has them, else made from the HR "
+                        "(default: bicubic)")
     p.add_argument("--json", help="also write the results as JSON to this file")
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_evaluate)
@@ -653,8 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("benchmark", help="PSNR/SSIM/sharpness table of several models on several test folders")
     p.add_argument("--models", required=True, help="comma-separated names or paths, e.g. bicubic,cnn,rescnn,gan")
     p.add_argument("--data", nargs="+", required=True, help="test folders (HR/ and LR_*/X4/)")
-    p.add_argument("--degradation", default="auto", choices=["auto", "bicubic", "div2k-unknown"],
-                   help="auto: div2k-unknown where the folder has LR_unknown/, else bicubic")
+    p.add_argument("--degradations", "--degradation", default="auto", metavar="LIST",
+                   help=f"comma-separated test conditions ({', '.join(conditions)}), all, or auto: div2k-unknown "
+                        f"where the folder has LR_unknown/, else bicubic (default: auto)")
     p.add_argument("--out", required=True, help="folder for benchmark.md, benchmark.csv and benchmark.json")
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_benchmark)
@@ -665,6 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr", help="the ground-truth image (or folder, matched by name; NAMEx4 matches NAME)")
     p.add_argument("--crop", help="zoomed region x,y,w,h in output pixels (default: where the models differ most)")
     p.add_argument("--crop-size", type=int, help="side of the automatic crop in output pixels")
+    p.add_argument("--degradation", choices=conditions,
+                   help="treat INPUT as the ground truth: make its LR by this test condition and show it as HR")
     p.add_argument("-o", "--output", required=True, help="output PNG (a folder for folder input)")
     runtime_options(p)
     p.set_defaults(run=cmd_compare)

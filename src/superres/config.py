@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from superres.data.degrade import DEGRADATIONS, make_params
 from superres.losses import CONTENT_LOSSES
 from superres.runtime import PRECISIONS
 
@@ -137,6 +138,11 @@ def validate(config: RunConfig) -> None:
     check(g.content_loss in CONTENT_LOSSES, f"gan.content_loss must be one of {CONTENT_LOSSES}, got {g.content_loss!r}")
     check(t.loss in LOSSES, f"train.loss must be one of {LOSSES}, got {t.loss!r}")
     check(t.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
+    check(d.degradation in DEGRADATIONS, f"data.degradation must be one of {DEGRADATIONS}, got {d.degradation!r}")
+    try:
+        make_params(d.degradation, d.degradation_params)
+    except ValueError as error:
+        check(False, f"data.degradation_params: {error}")
     check(d.scale >= 1 and d.patch_size % d.scale == 0, f"data.patch_size {d.patch_size} is no multiple of {d.scale}")
     check(d.batch_size >= 1, "data.batch_size must be at least 1")
     check(t.steps >= 1, "train.steps must be at least 1")

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from superres.data import degrade, find_pairs
+from superres.data import find_pairs
+from superres.data.conditions import CONDITIONS, condition_lq
 from superres.imageio import read_picture
 from superres.inference import model_device, upscale
 from superres.metrics import gradient_energy, psnr, ssim
@@ -71,11 +72,14 @@ def score_image(sr: torch.Tensor, gt: torch.Tensor, *, scale: int) -> dict[str, 
 
 
 def test_images(data_dir: str | Path, *, degradation: str, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, lq (3, h, w), gt (1 or 3, H, W)) for every HR image of `data_dir`.
+    """(name, lq (3, h, w), gt (1 or 3, H, W)) for every HR image of `data_dir` under the test condition
+    `degradation` (a name from `superres.data.CONDITIONS`).
 
-    LR comes from `LR_bicubic/X{s}/` or `LR_unknown/X{s}/` by `degradation`; where it is missing it is made from
-    the HR by that degradation. LR files without HR are skipped.
+    LR comes from `LR_bicubic/X{s}/` or `LR_unknown/X{s}/` for the conditions that have such files; where they
+    are missing it is made from the HR by the condition. LR files without HR are skipped.
     """
+    if degradation not in CONDITIONS:
+        raise ValueError(f"unknown test condition {degradation!r}; expected one of {', '.join(CONDITIONS)}")
     pairs = [p for p in find_pairs(data_dir, degradation=degradation, scale=scale) if p.gt_path is not None]
     if not pairs:
         raise FileNotFoundError(f"{data_dir}: no HR images found (expected {Path(data_dir) / 'HR'}/*.png)")
@@ -85,8 +89,7 @@ def test_images(data_dir: str | Path, *, degradation: str, scale: int) -> list[t
         if pair.lq_path is not None:
             lq = read_picture(pair.lq_path).pixels
         else:
-            h, w = gt.shape[-2] // scale * scale, gt.shape[-1] // scale * scale
-            lq = degrade(gt[:, :h, :w].expand(3, -1, -1)[None], degradation, scale=scale)[0]
+            lq = condition_lq(gt.expand(3, -1, -1), degradation, scale)
         images.append((pair.name, lq.expand(3, -1, -1), gt))
     return images
 

@@ -427,3 +427,26 @@ def _write_png16(file: BinaryIO, samples: np.ndarray, icc_profile: bytes | None)
             file.write(chunk(b"IDAT", data))
         above = block[-1:]
     file.write(chunk(b"IDAT", compressor.flush()) + chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------- codecs in memory
+
+
+def encode_decode(pixels: torch.Tensor, image_format: str, quality: int) -> tuple[torch.Tensor, int]:
+    """Compress (C, H, W) float pixels in [0, 1] with Pillow's real encoder ("JPEG", "WEBP", "AVIF") at `quality`
+    and decode them again: (the decoded pixels, shape and channels as given, 8-bit levels; the encoded size in
+    bytes). JPEG uses Pillow's defaults (4:2:0 chroma), as cameras and web pictures do."""
+    import io
+
+    samples = _to_samples(pixels, 8)
+    image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=image_format, quality=int(quality))
+    except (KeyError, OSError, ValueError) as error:
+        raise ImageFileError(f"cannot encode {image_format} with this Pillow ({_one_line(error)})") from None
+    size = buffer.tell()
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        array = np.asarray(decoded.convert("L" if samples.shape[2] == 1 else "RGB"))
+    return _to_tensor(array.reshape(array.shape[0], array.shape[1], -1)), size

@@ -35,7 +35,8 @@ from torch import nn
 
 from superres.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from superres.config import RunConfig, TrainConfig, load_config, loads_config, to_toml
-from superres.data import BlurNoiseJpeg, Pair, PatchSampler, degrade
+from superres.data import PatchSampler, degrade, make_params, match_pairs
+from superres.data.degrade import Params
 from superres.files import atomic_write_text
 from superres.imageio import list_images, read_rgb
 from superres.inference import upscale
@@ -108,10 +109,9 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ())
 # --- what the loop needs: data, networks, validation images, the log ----------------------------------------
 
 
-def degradation_params(config: RunConfig) -> BlurNoiseJpeg:
-    """data.degradation_params as the data module's parameter object (TOML arrays become tuples)."""
-    items = config.data.degradation_params.items()
-    return BlurNoiseJpeg(**{k: tuple(v) if isinstance(v, list) else v for k, v in items})
+def degradation_params(config: RunConfig) -> Params | None:
+    """data.degradation_params as the data module's parameter object (None for the deterministic kinds)."""
+    return make_params(config.data.degradation, config.data.degradation_params)
 
 
 def check_data_split(config: RunConfig) -> None:
@@ -141,10 +141,7 @@ def make_sampler(config: RunConfig, device: torch.device) -> PatchSampler:
     if d.paired_lq_root:
         if len(d.train_roots) != 1:
             raise TrainingError("data.paired_lq_root pairs with exactly one data.train_roots folder")
-        gt_paths = {p.stem: p for p in list_images(d.train_roots[0])}
-        lq_paths = {p.stem.removesuffix(f"x{d.scale}") if p.stem not in gt_paths else p.stem: p
-                    for p in list_images(d.paired_lq_root)}  # fmt: skip
-        pairs = [Pair(name, lq_paths.get(name), gt_paths.get(name)) for name in sorted(gt_paths | lq_paths)]
+        pairs = match_pairs(list_images(d.paired_lq_root), list_images(d.train_roots[0]), d.scale)
         return PatchSampler.from_pairs(pairs, d.scale, d.patch_size, where, degradation=d.degradation)
     return PatchSampler.from_hr_folder(list(d.train_roots), d.degradation, d.scale, d.patch_size, where,
                                        degradation_params(config))  # fmt: skip

@@ -24,12 +24,13 @@ import torch
 from superres.data.degrade import (
     DEGRADATIONS,
     EDGE_MODES,
-    BlurNoiseJpeg,
+    Params,
     degrade_interior,
     edge_index,
     margin,
     pad_edges,
 )
+from superres.data.conditions import CONDITIONS
 from superres.data.transforms import paired_augment, paired_random_crop, random_dihedral, random_offsets
 from superres.imageio import list_images, read_rgb_u8
 
@@ -78,20 +79,27 @@ def find_pairs(
     every pair lacks its LR). `split` ("train" or "valid") picks DIV2K's folders and may be left out when only
     one is there. Names with only an LR file or only an HR file are returned too, with None for the other.
     """
-    if degradation not in DEGRADATIONS:
-        raise ValueError(f"unknown degradation {degradation!r}; expected one of {DEGRADATIONS}")
+    if degradation not in DEGRADATIONS and degradation not in CONDITIONS:
+        raise ValueError(f"unknown degradation {degradation!r}; expected one of {(*DEGRADATIONS, *CONDITIONS)}")
     root = Path(root)
     hr_dir, lr_dir = _layout_dirs(root, degradation, scale, split)
-    hr = {p.stem: p for p in list_images(hr_dir, recursive=False)} if hr_dir.is_dir() else {}
-    lr = {}
-    if lr_dir is not None and lr_dir.is_dir():
-        suffix = f"x{scale}"
-        for p in list_images(lr_dir, recursive=False):
-            stem = p.stem
-            if stem not in hr and stem.endswith(suffix) and len(stem) > len(suffix):
-                stem = stem[: -len(suffix)]
-            lr[stem] = p
-    return [Pair(name, lr.get(name), hr.get(name)) for name in sorted(hr.keys() | lr.keys())]
+    hr = list_images(hr_dir, recursive=False) if hr_dir.is_dir() else []
+    lr = list_images(lr_dir, recursive=False) if lr_dir is not None and lr_dir.is_dir() else []
+    return match_pairs(lr, hr, scale)
+
+
+def match_pairs(lq_paths: Iterable[Path], gt_paths: Iterable[Path], scale: int) -> list[Pair]:
+    """LR and HR files matched by name, sorted: an LR file ``NAME`` or ``NAMEx{scale}`` (DIV2K's naming) goes
+    with the HR file ``NAME``. Names with only one of the two get None for the other."""
+    gt = {p.stem: p for p in gt_paths}
+    suffix = f"x{scale}"
+    lq = {}
+    for path in lq_paths:
+        stem = path.stem
+        if stem not in gt and stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+        lq[stem] = path
+    return [Pair(name, lq.get(name), gt.get(name)) for name in sorted(gt.keys() | lq.keys())]
 
 
 # ---------------------------------------------------------------- decoded images
@@ -200,7 +208,7 @@ class PatchSampler:
         scale: int = 4,
         patch_size: int = 96,
         device: torch.device | str = "cpu",
-        params: BlurNoiseJpeg | None = None,
+        params: Params | None = None,
         augment: bool = True,
         skipped: Iterable[tuple[str, str]] = (),
     ) -> None:
@@ -281,7 +289,7 @@ class PatchSampler:
         scale: int = 4,
         patch_size: int = 96,
         device: torch.device | str = "cpu",
-        params: BlurNoiseJpeg | None = None,
+        params: Params | None = None,
         *,
         augment: bool = True,
         cache: ImageCache | None = None,
@@ -333,7 +341,7 @@ class PatchSampler:
         scale: int = 4,
         patch_size: int = 96,
         device: torch.device | str = "cpu",
-        params: BlurNoiseJpeg | None = None,
+        params: Params | None = None,
         *,
         augment: bool = True,
         cache: ImageCache | None = None,
@@ -376,7 +384,7 @@ class PatchDataset(torch.utils.data.Dataset):
         *,
         scale: int = 4,
         patch_size: int = 96,
-        params: BlurNoiseJpeg | None = None,
+        params: Params | None = None,
         augment: bool = True,
         synthesize: bool = False,
         repeat: int = 1,

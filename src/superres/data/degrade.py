@@ -1,12 +1,14 @@
 """Degradations that turn ground truth into low-quality input: batched, device-agnostic, float32 NCHW in [0, 1].
 
-Three kinds (`DEGRADATIONS`):
+Four kinds (`DEGRADATIONS`):
 
 - ``"bicubic"``: MATLAB-``imresize``-style bicubic downscale (Keys cubic a = -0.5, antialiased).
 - ``"div2k-unknown"``: the fixed 36x36 blur + x4 decimation of the DIV2K "unknown" track
   (``LR[i, j] = sum_{u,v} k[u, v] * HR[4i + u - 16, 4j + v - 16]``, edges mirrored, see `div2k_unknown`).
 - ``"blur+noise+jpeg"``: Gaussian blur (isotropic or anisotropic), bicubic downscale, Gaussian noise and JPEG,
   with parameters drawn per image from the ranges in `BlurNoiseJpeg`.
+- ``"realistic"``: a random mix of blur kernels, resizes, noise and JPEG, once or twice, per image
+  (`superres.data.realistic`, ranges in `Realistic`): for models meant for any photo.
 
 Randomness comes only from the `generator` argument. It may live on any device: numbers are drawn on the
 generator's device and then moved to the tensors' device, so a CPU generator works for CUDA tensors (same seed,
@@ -19,12 +21,18 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEGRADATIONS = ("bicubic", "div2k-unknown", "blur+noise+jpeg")
+DEGRADATIONS = ("bicubic", "div2k-unknown", "blur+noise+jpeg", "realistic")
+
+if TYPE_CHECKING:
+    from superres.data.realistic import Realistic
+
+Params = Union["BlurNoiseJpeg", "Realistic"]
 
 _KERNEL_PATH = Path(__file__).parent / "kernel_x4.npy"
 _KERNEL_OFFSET = 16  # HR index of kernel tap u for LR pixel i is 4*i + u - 16
@@ -50,7 +58,7 @@ def _uniform(n: int, bounds: tuple[float, float], generator: torch.Generator, de
 # ---------------------------------------------------------------- edges
 
 
-EDGE_MODES = {"bicubic": "replicate", "div2k-unknown": "symmetric", "blur+noise+jpeg": "replicate"}
+EDGE_MODES = {"bicubic": "replicate", "div2k-unknown": "symmetric", "blur+noise+jpeg": "replicate", "realistic": "replicate"}
 
 
 def edge_index(n: int, start: int, stop: int, mode: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -353,22 +361,44 @@ def _check_batch(gt: torch.Tensor, kind: str, scale: int) -> None:
         raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(gt.shape)}")
 
 
+def make_params(kind: str, values: dict | None = None) -> Params | None:
+    """The parameter object of a random degradation (`BlurNoiseJpeg` or `Realistic`) from plain values, as a TOML
+    table gives them (arrays become tuples); None for the deterministic kinds, which take no parameters."""
+    from superres.data.realistic import Realistic
+
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()}
+    cls = {"blur+noise+jpeg": BlurNoiseJpeg, "realistic": Realistic}.get(kind)
+    if cls is None:
+        if values:
+            raise ValueError(f"the {kind} degradation takes no parameters, got {sorted(values)}")
+        return None
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ValueError(f"{kind} parameters: {error}") from None
+
+
 def degrade(
     gt: torch.Tensor,
     kind: str,
     scale: int = 4,
     generator: torch.Generator | None = None,
-    params: BlurNoiseJpeg | None = None,
+    params: Params | None = None,
 ) -> torch.Tensor:
     """Low-quality input for ground truth: (B, C, H, W) in [0, 1] -> (B, C, H // s, W // s) on 8-bit levels.
 
-    `generator` is needed by "blur+noise+jpeg" only; `params` (a `BlurNoiseJpeg`) likewise.
+    `generator` is needed by the random kinds only ("blur+noise+jpeg", "realistic"); `params` likewise
+    (`BlurNoiseJpeg` or `Realistic`; None means the defaults).
     """
     _check_batch(gt, kind, scale)
     if kind == "bicubic":
         lq = bicubic(gt, scale)
     elif kind == "div2k-unknown":
         lq = div2k_unknown(gt)
+    elif kind == "realistic":
+        from superres.data.realistic import realistic
+
+        lq = realistic(gt, scale, generator, params)
     else:
         lq = blur_noise_jpeg(gt, scale, generator, params)
     return quantize(lq)
@@ -379,7 +409,7 @@ def degrade_interior(
     kind: str,
     scale: int = 4,
     generator: torch.Generator | None = None,
-    params: BlurNoiseJpeg | None = None,
+    params: Params | None = None,
 ) -> torch.Tensor:
     """Low-quality input for the interior of a crop that carries ``m = margin(kind, scale, params)`` HR pixels of
     context on each side: (B, C, H, W) -> (B, C, (H - 2m) // s, (W - 2m) // s), on 8-bit levels.
@@ -396,14 +426,17 @@ def degrade_interior(
     return lq[..., mm : lq.shape[-2] - mm, mm : lq.shape[-1] - mm]
 
 
-def margin(kind: str, scale: int = 4, params: BlurNoiseJpeg | None = None) -> int:
+def margin(kind: str, scale: int = 4, params: Params | None = None) -> int:
     """HR pixels of context, a multiple of `scale`, needed on each side of a crop so that degrading the crop and
     dropping ``margin // scale`` LR pixels on each side equals cropping the degraded whole image.
 
     Exact for the deterministic kinds; for blur+noise+jpeg the blur and downscale are exact, while the noise and
-    the JPEG block grid are statistically the same (the grid sits at another phase).
+    the JPEG block grid are statistically the same (the grid sits at another phase); for realistic see
+    `Realistic.margin`.
     """
     _check_kind(kind, scale)
+    if kind == "realistic":
+        return (params or make_params(kind)).margin(scale)
     if kind == "bicubic":
         reach = 2 * scale  # the antialiased cubic spans 4*scale HR pixels around each LR centre
     elif kind == "div2k-unknown":

@@ -1,0 +1,74 @@
+"""Named test conditions: the low-quality input a benchmark image gets, one name per kind of damage photos have.
+
+Each condition is deterministic: the LR of an image depends only on its pixels and the condition's name (the noise
+is seeded by a hash of both), and compression uses Pillow's real JPEG encoder. Sigmas of blur are in HR pixels,
+noise sigmas in 0..255 units.
+
+    bicubic        bicubic x4 (MATLAB imresize), the classic benchmark input
+    div2k-unknown  the DIV2K "unknown" track's blur and decimation (`superres.data.degrade.div2k_unknown`)
+    blur           isotropic Gaussian sigma 1.6, then bicubic x4
+    noise          bicubic x4, then Gaussian noise sigma 10
+    jpeg           bicubic x4, then JPEG quality 40
+    camera         Gaussian sigma 1.2, bicubic x4, Gaussian noise sigma 5, JPEG quality 60
+
+Where a test folder holds real LR files for a condition (`LR_bicubic/`, `LR_unknown/`), those are used instead
+(`superres.evaluate.test_images`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+from superres.data.degrade import blur, degrade, gaussian_kernels, quantize
+from superres.imageio import encode_decode
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    decimation: str = "bicubic"  # "bicubic" or "div2k-unknown"
+    blur_sigma: float = 0.0  # isotropic Gaussian before the decimation, HR pixels; 0 = none
+    noise_sigma: float = 0.0  # Gaussian noise after it, 0..255; 0 = none
+    jpeg_quality: int = 0  # Pillow JPEG last; 0 = none
+
+
+CONDITIONS = {
+    c.name: c
+    for c in (
+        Condition("bicubic"),
+        Condition("div2k-unknown", decimation="div2k-unknown"),
+        Condition("blur", blur_sigma=1.6),
+        Condition("noise", noise_sigma=10.0),
+        Condition("jpeg", jpeg_quality=40),
+        Condition("camera", blur_sigma=1.2, noise_sigma=5.0, jpeg_quality=60),
+    )
+}
+_BLUR_SIZE = 21  # taps of the Gaussian: +-10 pixels, beyond 6 sigma for sigma 1.6
+
+
+def condition_seed(gt: torch.Tensor, name: str) -> int:
+    """A 63-bit seed from the image's pixels and the condition's name."""
+    digest = hashlib.sha256(name.encode() + b"\0" + gt.detach().to("cpu", torch.float32).numpy().tobytes())
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
+def condition_lq(gt: torch.Tensor, name: str, scale: int = 4) -> torch.Tensor:
+    """The LR of the condition `name` for one ground truth (3, H, W) in [0, 1] -> (3, H // s, W // s), 8-bit levels."""
+    condition = CONDITIONS.get(name)
+    if condition is None:
+        raise ValueError(f"unknown test condition {name!r}; expected one of {', '.join(CONDITIONS)}")
+    x = gt[None].float()  # (1, 3, H, W)
+    if condition.blur_sigma:
+        sigma = torch.tensor([condition.blur_sigma])
+        x = blur(x, gaussian_kernels(sigma, sigma, torch.zeros(1), _BLUR_SIZE))
+    lq = degrade(x, condition.decimation, scale)[0]  # on 8-bit levels
+    if condition.noise_sigma:
+        generator = torch.Generator().manual_seed(condition_seed(gt, name))
+        noise = torch.randn(lq.shape, generator=generator) * (condition.noise_sigma / 255.0)
+        lq = quantize(lq + noise)
+    if condition.jpeg_quality:
+        lq, _ = encode_decode(lq, "JPEG", condition.jpeg_quality)
+    return lq
