@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from superres import __version__
+from superres.data.conditions import CONDITIONS
 from superres.evaluate import evaluate
 from superres.models import count_parameters
 from superres.weights import PRETRAINED_DIR, load_model, save_weights
@@ -28,11 +29,12 @@ def next_version(name: str) -> int:
 
 def measure(model, degradation: str) -> dict[str, float]:
     """Benchmarks with the LR of the model's own degradation (official bicubic LR, or made by div2k-unknown from
-    the HR), plus the real DIV2K unknown-track pairs."""
+    the HR), plus the real DIV2K unknown-track pairs. A model for any photo (`realistic`) is measured under every
+    named test condition (`superres.data.conditions`)."""
     metrics = {}
-    folders = [(key, DATA / sub) for key, sub in SETS] + [("div2k_unknown", DATA / "div2k_unknown_x4")]
-    for key, folder in folders:
-        deg = "div2k-unknown" if key == "div2k_unknown" else degradation
+    conditions = list(CONDITIONS) if degradation not in CONDITIONS else [degradation]
+    folders = [(key, DATA / sub, c) for key, sub in SETS for c in conditions]
+    for key, folder, deg in [*folders, ("div2k_unknown", DATA / "div2k_unknown_x4", "div2k-unknown")]:
         result = evaluate(model, folder, model_name=model.info.name, degradation=deg, tile=256)
         tag = key if deg == "bicubic" or key == "div2k_unknown" else f"{key}_{deg}"  # say when LR was synthesised
         for metric in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "sharpness"):
@@ -64,8 +66,8 @@ def card(name: str, info, metrics: dict, recipe: dict, params: int, note: str) -
             for r in rows
         ),
         "",
-        "Set5/Set14/B100 use their official bicubic LR for bicubic models; for div2k-unknown models their LR is made",
-        "from the HR by the package's div2k-unknown degradation (rows tagged so). `div2k_unknown` is the 4 real",
+        "Set5/Set14/B100 use their official bicubic LR for the `bicubic` rows; other rows are tagged with the test",
+        "condition (`superres.data.conditions`) that made their LR from the HR. `div2k_unknown` is the 4 real",
         "NTIRE 2017 unknown-track pairs in ../shared/data/div2k_unknown_x4 (bicubic upscaling: 22.98 dB RGB there).",
     ]
     return "\n".join(lines) + "\n"
