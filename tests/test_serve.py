@@ -333,5 +333,10 @@ def test_browser_upscale_compare_download(live_url, tmp_path):
         page.select_option("#model", "bicubic")
         page.click("#go")
         expect(page.locator(".job.done")).to_have_count(3, timeout=60_000)
+
+        page.select_option("#outscale", "2")  # the output size: the model's x4, then resized to twice the input
+        page.click("#go")
+        expect(page.locator(".job.done")).to_have_count(4, timeout=60_000)
+        expect(page.locator("#view-info")).to_contain_text(f"\u2192 {width * 2}\u00d7{height * 2}")
         browser.close()
     assert problems == []
