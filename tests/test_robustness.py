@@ -243,7 +243,7 @@ def _tampered(tmp_path: Path, problem: str) -> Path:
 WEIGHTS_PROBLEMS = {
     "bad metadata JSON": "metadata field 'args' is not valid JSON",
     "unknown arch": "metadata names unknown architecture 'edsr'",
-    "no arch": "metadata has no 'arch': not a superres weights file",
+    "no arch": "not a superres weights file (its metadata has no 'arch')",  # then why spandrel could not load it
     "wrong tensor shape": "do not match cnn {'channels': 4, 'scale': 4}: 1 with wrong shapes "
                           "(first: tail.weight (3, 4, 5, 5), expected (3, 4, 3, 3))",
     "missing tensor": "missing 1 tensors (first: tail.bias)",
@@ -253,7 +253,7 @@ WEIGHTS_PROBLEMS = {
     "broken header": "not a readable .safetensors file (Error while deserializing header: invalid JSON",
     "a PNG renamed": "not a readable .safetensors file",
     "a .pth renamed": "not a readable .safetensors file",
-    "bare state dict .pth": "a .pth file must hold a dict with 'arch', 'args' and 'state_dict'",
+    "bare state dict .pth": "not a superres weights file (a dict with 'arch', 'args' and 'state_dict')",
     "malicious pickle .pth": "not a loadable .pth file (Weights only load failed",
     "pth args not a dict": "'args' must be a dict of the model's arguments, not int",
 }

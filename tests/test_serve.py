@@ -44,8 +44,9 @@ def client():
         yield test_client
 
 
-def upload(client, data, name="photo.png", model="bicubic", tile=0, headers=WRITE):
-    return client.post("/api/jobs", params={"name": name, "model": model, "tile": tile}, content=data, headers=headers)
+def upload(client, data, name="photo.png", model="bicubic", tile=0, headers=WRITE, outscale=0):
+    params = {"name": name, "model": model, "tile": tile, "outscale": outscale}
+    return client.post("/api/jobs", params=params, content=data, headers=headers)
 
 
 def finished(client, job_id: str, timeout: float = 60.0) -> dict:
@@ -178,6 +179,37 @@ def test_finished_jobs_expire():
     assert not store.root.exists()
 
 
+def test_outscale_gives_any_output_size(client):
+    assert client.get("/api/config").json()["outscales"][0] == 0  # 0: the model's own scale
+    job = finished(client, upload(client, image_bytes((20, 12)), name="photo.png", outscale=1.5).json()["id"])
+    assert job["state"] == "done" and job["output_size"] == [30, 18] and job["download_name"] == "photo_x1.5.png"
+    assert Image.open(io.BytesIO(client.get(job["download_url"]).content)).size == (30, 18)
+    refused = upload(client, image_bytes(), outscale=-2)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("outscale must be a number over 0")
+
+
+def test_models_dir_adds_model_files_to_the_menu(tmp_path):
+    pytest.importorskip("spandrel", reason="spandrel is not installed")
+    import torch
+    from spandrel.architectures.Compact import Compact
+
+    from superres.serve.options import model_file_choices
+
+    torch.manual_seed(0)
+    torch.save({"params": Compact(num_feat=8, num_conv=2, upscale=2).state_dict()}, tmp_path / "compact-x2.pth")
+    (tmp_path / "broken.pth").write_bytes(b"not a model")
+    (tmp_path / "notes.txt").write_text("not a model file, not even tried")
+    choices, problems = model_file_choices(tmp_path)
+    assert [c.name for c in choices] == ["compact-x2.pth"] and "RealESRGAN Compact x2" in choices[0].note
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'broken.pth'}: not a loadable .pth file")
+    settings = ServeSettings(max_pixels=10_000, device="cpu", model_files=tuple(choices))
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        assert "compact-x2.pth" in [m["name"] for m in client.get("/api/config").json()["models"]]
+        job = finished(client, upload(client, image_bytes((20, 12)), model="compact-x2.pth").json()["id"])
+        assert job["state"] == "done" and job["output_size"] == [40, 24], job
+        assert job["download_name"] == "photo_x2.png"
+
+
 def test_models_are_loaded_once():
     cache = ModelCache("cpu")
     assert cache.get("bicubic") is cache.get("bicubic")
@@ -200,6 +232,18 @@ def test_serve_warns_when_not_on_loopback(monkeypatch, capsys):
     assert "warning: --host 0.0.0.0 is not loopback" in err and "open http://127.0.0.1:" in out
     assert main(["serve", "--port", "0", "--device", "cpu"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_serve_models_dir_warns_about_unusable_files(monkeypatch, capsys, tmp_path):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    (tmp_path / "broken.safetensors").write_bytes(b"not a model")
+    assert main(["serve", "--port", "0", "--device", "cpu", "--models-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"superres: warning: left out of the menu: {tmp_path / 'broken.safetensors'}: ")
+    assert main(["serve", "--port", "0", "--models-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err == f"superres: error: {tmp_path / 'none'}: no such folder\n"
 
 
 # ---------------------------------------------------------------------------------------------------- browser
@@ -289,5 +333,10 @@ def test_browser_upscale_compare_download(live_url, tmp_path):
         page.select_option("#model", "bicubic")
         page.click("#go")
         expect(page.locator(".job.done")).to_have_count(3, timeout=60_000)
+
+        page.select_option("#outscale", "2")  # the output size: the model's x4, then resized to twice the input
+        page.click("#go")
+        expect(page.locator(".job.done")).to_have_count(4, timeout=60_000)
+        expect(page.locator("#view-info")).to_contain_text(f"\u2192 {width * 2}\u00d7{height * 2}")
         browser.close()
     assert problems == []

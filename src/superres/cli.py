@@ -1,6 +1,7 @@
 """The `superres` command: the only module that parses arguments, prints for people, or exits.
 
-Exit codes: 0 success; 1 some files of a folder run failed; 2 bad input or usage; 130 interrupted.
+Exit codes: 0 success; 1 some files of a folder run failed; 2 bad input or usage; 130 interrupted; 141 the reader
+of the output stopped early (a closed pipe, as `| head` does).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from superres.files import atomic_write_text
 
-EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
 class CliError(Exception):
@@ -49,14 +50,17 @@ def _load(model_name: str, args: argparse.Namespace):
 
 # ---------------------------------------------------------------------------------------------------- upscale
 def _plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
-    """(input file, output file) pairs: a folder maps to a folder with the same relative names."""
+    """(input file, output file) pairs: a folder maps to a folder with the same relative names (its images: videos
+    are done when named as inputs)."""
     from superres.imageio import is_image_path, list_images
+    from superres.video import is_video_path
 
     single_file = len(inputs) == 1 and inputs[0].is_file()
-    if single_file and is_image_path(output):
+    if single_file and (is_image_path(output) or is_video_path(output)):
         return [(inputs[0], output)]
     if output.suffix and not output.is_dir():
-        raise CliError(f"{output}: unsupported output format {output.suffix!r} (use .png, .jpg, .webp, .tif or .bmp, or a folder)")
+        raise CliError(f"{output}: unsupported output format {output.suffix!r} (use .png, .jpg, .webp, .tif or .bmp, "
+                       f".mp4, .mkv, .mov, .webm or .avi, or a folder)")
     if output.exists() and not output.is_dir():
         raise CliError(f"{output}: exists and is not a folder (several inputs need an output folder)")
     plan = []
@@ -128,29 +132,84 @@ def _sigterm_as_ctrl_c():
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def cmd_upscale(args: argparse.Namespace) -> int:
-    from superres.imageio import ImageFileError, read_picture, write_picture
+def _check_kinds(plan: list[tuple[Path, Path]]) -> None:
+    """Refuse, before any work, an image written as a video or the reverse, and an output over its input."""
+    from superres.video import VIDEO_SUFFIXES, is_video_path
+
+    for source, target in plan:
+        if source.resolve() == target.resolve():
+            raise CliError(f"{target}: output would overwrite its input")
+        if is_video_path(source) and not is_video_path(target):
+            raise CliError(f"{target}: {source} is a video: write it as {', '.join(sorted(VIDEO_SUFFIXES))}")
+        if is_video_path(target) and not is_video_path(source):
+            raise CliError(f"{target}: a video output needs a video input, and {source} is not one")
+
+
+def _upscale_image(source: Path, target: Path, model, args: argparse.Namespace, batch: int) -> str:
+    """Upscale one image file into `target`; what was done, for the summary line."""
+    from superres.imageio import read_picture, write_picture
     from superres.inference import upscale_picture
+
+    picture = read_picture(source, max_pixels=args.max_pixels)
+    with _TileBar(source.name) as on_tile:
+        sr = upscale_picture(model.for_picture(picture.bit_depth), picture, tile=args.tile, overlap=args.overlap,
+                             batch=batch, on_tile=on_tile, outscale=args.outscale)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_picture(target, sr)
+    return f"{target}: {_scaled(model, args.outscale)}"
+
+
+def _upscale_video(source: Path, target: Path, model, args: argparse.Namespace, batch: int) -> str:
+    """Upscale one video file into `target`, frame by frame, with a progress bar of frames and frames per second."""
+    from tqdm import tqdm
+
+    from superres.inference import upscale_picture
+    from superres.video import probe, transcode
+
+    info = probe(source, max_pixels=args.max_pixels)
+    frame_model = model.for_picture(8)  # frames are decoded to 8-bit RGB
+
+    def upscale_frame(picture):
+        return upscale_picture(frame_model, picture, tile=args.tile, overlap=args.overlap, batch=batch,
+                               outscale=args.outscale)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=info.frames, desc=source.name, unit="frame", leave=False, disable=not sys.stderr.isatty()) as bar:
+        result = transcode(source, target, upscale_frame, on_frame=lambda done: bar.update(done - bar.n))
+    width, height = result.size
+    return (f"{target}: {_scaled(model, args.outscale)}, {result.frames} frames of {width}x{height}, "
+            f"audio {result.audio}")
+
+
+def _scaled(model, outscale: float | None) -> str:
+    what = f"x{model.scale} with {model.info.name}"
+    return what if outscale is None or outscale == model.scale else f"{what}, resized to x{outscale:g}"
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from superres.imageio import ImageFileError
+    from superres.inference import check_outscale
     from superres.runtime import tile_batch
+    from superres.video import VideoFileError, is_video_path
 
     inputs = [Path(p) for p in args.inputs]
     for item in inputs:
         if not item.exists():
             raise CliError(f"{item}: no such file or folder")
+    if args.outscale is not None:
+        check_outscale(args.outscale)
     plan = _plan_outputs(inputs, Path(args.output))
     if not plan:
         raise CliError("no images found in the given inputs")
-    for source, target in plan:
-        if source.resolve() == target.resolve():
-            raise CliError(f"{target}: output would overwrite its input")
+    _check_kinds(plan)
     _check_output_folders(plan)
     model = _prepare(args.model, args)  # its versions per picture: 16-bit ones get fp32 under auto
     batch = args.batch or tile_batch(model.device)
-    if args.scale != model.scale:
+    if args.scale is not None and args.scale != model.scale:
         raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
     failures: list[str] = []
     bar = _progress(len(plan), "upscaling", enabled=len(plan) > 1)
-    seen = 0
+    seen, done = 0, ""
     try:
         with _sigterm_as_ctrl_c():
             for source, target in plan:
@@ -158,14 +217,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                     seen += 1
                     bar.update(1)
                     continue
+                upscale_one = _upscale_video if is_video_path(source) else _upscale_image
                 try:
-                    picture = read_picture(source, max_pixels=args.max_pixels)
-                    with _TileBar(source.name) as on_tile:
-                        sr = upscale_picture(model.for_picture(picture.bit_depth), picture, tile=args.tile,
-                                             overlap=args.overlap, batch=batch, on_tile=on_tile)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    write_picture(target, sr)
-                except (ImageFileError, OSError) as error:
+                    done = upscale_one(source, target, model, args, batch)
+                except (ImageFileError, VideoFileError, OSError) as error:
                     if len(plan) == 1:
                         raise CliError(str(error).splitlines()[0]) from None
                     failures.append(str(error).splitlines()[0])
@@ -177,11 +232,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                + (" (rerun with --skip-existing to do the rest)" if len(plan) > 1 else ""))
         return EXIT_INTERRUPTED
     bar.close()
-    done = len(plan) - len(failures)
     if len(plan) > 1 or failures:
-        print(f"upscaled {done} of {len(plan)} images x{model.scale} with {model.info.name} into {args.output}")
+        print(f"upscaled {len(plan) - len(failures)} of {len(plan)} images {_scaled(model, args.outscale)} "
+              f"into {args.output}")
     else:
-        print(f"{plan[0][1]}: x{model.scale} with {model.info.name}")
+        print(done or f"{plan[0][1]}: {_scaled(model, args.outscale)}")
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
@@ -228,10 +283,32 @@ def _headline(metrics: dict) -> list[str]:
     return shown
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from superres.weights import inspect_weights
+
+    row = inspect_weights(args.inspect)
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return EXIT_OK
+    for key, value in row.items():
+        if key == "recipe":
+            continue  # long: --json has it
+        if key == "metrics":
+            value = ", ".join(_headline(value)) or "-"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        print(f"{key + ':':<19} {value}")
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from superres.models import build_model, count_parameters
     from superres.weights import DEFAULTS, catalogue, describe
 
+    if args.inspect:
+        return _inspect(args)
     rows = [
         {"name": "bicubic", "arch": "bicubic", "scale": 4, "degradation": "any", "params": 0, "metrics": {}, "file": None},
         *(describe(info) for info in catalogue()),
@@ -576,7 +653,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from superres.serve import ServeSettings, create_app
-        from superres.serve.options import LOOPBACK_HOSTS
+        from superres.serve.options import LOOPBACK_HOSTS, model_file_choices
     except ImportError as error:
         if error.name not in ("fastapi", "uvicorn", "starlette"):
             raise
@@ -586,12 +663,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"--port must be 0 to 65535, got {args.port}")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.keep_minutes <= 0:
         raise CliError("--max-upload-mb, --max-pixels and --keep-minutes must be positive")
+    model_files = []
+    if args.models_dir:
+        if not Path(args.models_dir).is_dir():
+            raise CliError(f"{args.models_dir}: no such folder")
+        model_files, problems = model_file_choices(Path(args.models_dir))
+        for problem in problems:
+            print(f"superres: warning: left out of the menu: {problem}", file=sys.stderr)
     loopback = _is_loopback(args.host)
     bare = args.host.strip("[]")
     shown = f"[{bare}]" if ":" in bare else bare
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels, ttl_seconds=args.keep_minutes * 60,
         device=args.device, precision=args.precision, allowed_hosts=(*LOOPBACK_HOSTS, shown) if loopback else None,
+        model_files=tuple(model_files),
     )
     app = create_app(settings)  # resolves the device: --device cuda without a GPU stops here
     sock = _listen(args.host, args.port)
@@ -656,11 +741,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tile", type=positive, default=tile,
                        help=f"tile size in input pixels, bounds memory (default: {tile or 'whole image'})")
 
-    p = commands.add_parser("upscale", help="upscale images or folders")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p = commands.add_parser("upscale", help="upscale images, folders of images, or videos")
+    p.add_argument("inputs", nargs="+", help="image or video files, or folders (of images)")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    p.add_argument("--model", default="rescnn", help="shipped model name, weights path, or bicubic (default: rescnn)")
-    p.add_argument("--scale", type=int, default=4, help="must match the model (default: 4)")
+    p.add_argument("--model", default="rescnn", help="shipped model name, weights path (ours, or another project's "
+                   "model file that spandrel knows: ESRGAN, Real-ESRGAN, SwinIR, ...), or bicubic (default: rescnn)")
+    p.add_argument("--scale", type=int, help="if given, must match the model's scale")
+    p.add_argument("--outscale", type=float, metavar="F",
+                   help="output size = input size x F: the model's scale, then a bicubic resize (default: the model's)")
     p.add_argument("--overlap", type=non_negative, default=32, help="tile overlap in input pixels (default: 32: enough for the shipped models to tile seamlessly)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
@@ -678,8 +766,10 @@ def build_parser() -> argparse.ArgumentParser:
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_evaluate)
 
-    p = commands.add_parser("models", help="list architectures and shipped weights")
+    p = commands.add_parser("models", help="list architectures and shipped weights, or inspect a weights file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--inspect", metavar="FILE", help="what a weights file holds: a superres model, or which "
+                   "architecture, scale and precisions spandrel finds in another project's file")
     p.set_defaults(run=cmd_models)
 
     p = commands.add_parser("benchmark", help="PSNR/SSIM/sharpness table of several models on several test folders")
@@ -745,12 +835,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-minutes", type=float, default=30.0,
                    help="delete results not looked at for this long (default: 30); all are deleted on exit")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
+    p.add_argument("--models-dir", metavar="DIR", help="also offer the weights files in this folder: superres's own "
+                   "or other projects' that spandrel knows (ESRGAN, Real-ESRGAN, SwinIR, ...)")
     precision_option(p, per_picture=True)
     p.set_defaults(run=cmd_serve)
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing written later (Python's own flush at exit) meets the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a file (tests capture it)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that stops early (`superres models --json | head -5`) ends it quietly with exit
+    code 141, as the shell reports a Unix tool that the closed pipe stopped (128 + SIGPIPE)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, so a closed pipe shows now rather than in Python's flush at exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from superres.imageio import ImageFileError

@@ -309,6 +309,68 @@ def _one_line(error: Exception) -> str:
     return text[0] if text else type(error).__name__
 
 
+# ---------------------------------------------------------------- in memory: arrays, tensors, Pillow images
+
+
+def picture_from_tensor(image: torch.Tensor, *, bit_depth: int = 16) -> Picture:
+    """(C, H, W) float in [0, 1] with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) as a Picture.
+    `bit_depth` 16 (the default for float data) keeps it in fp32 under `--precision auto`."""
+    if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
+        raise ValueError(f"expected (C, H, W) with 1 to 4 channels, got shape {tuple(image.shape)}")
+    image = image.detach().to("cpu", torch.float32)
+    colour = 1 if image.shape[0] < 3 else 3
+    alpha = image[colour:] if image.shape[0] > colour else None
+    return Picture(pixels=image[:colour].contiguous(), alpha=alpha, bit_depth=bit_depth)
+
+
+def picture_to_tensor(picture: Picture) -> torch.Tensor:
+    """(C, H, W) float32: the channels of `picture_from_tensor`'s input, alpha last."""
+    channels = [picture.pixels] if picture.alpha is None else [picture.pixels, picture.alpha]
+    return torch.cat(channels).clamp_(0, 1)
+
+
+def picture_from_array(samples: np.ndarray) -> Picture:
+    """(H, W) or (H, W, C) samples, C = 1 to 4 as in `picture_from_tensor`: uint8, uint16 or float in [0, 1]."""
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if samples.ndim != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {samples.shape}")
+    if samples.dtype in (np.uint8, np.uint16):
+        tensor, bit_depth = _to_tensor(samples), 8 if samples.dtype == np.uint8 else 16
+    elif samples.dtype.kind == "f":
+        tensor, bit_depth = torch.from_numpy(np.array(samples, np.float32)).permute(2, 0, 1), 16
+    else:
+        raise ValueError(f"expected uint8, uint16 or float samples, got {samples.dtype}")
+    return picture_from_tensor(tensor, bit_depth=bit_depth)
+
+
+def picture_to_array(picture: Picture, dtype: np.dtype) -> np.ndarray:
+    """(H, W, C) samples, alpha last: uint8 or uint16 rounded, or float32 in [0, 1]."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return picture_to_tensor(picture).permute(1, 2, 0).numpy().astype(np.float32)
+    return _to_samples(picture_to_tensor(picture), 16 if dtype == np.uint16 else 8)
+
+
+def picture_from_pil(image: Image.Image) -> Picture:
+    """A Pillow image as `read_picture` would decode its file: palette and CMYK become RGB, alpha and 16 bits
+    are kept, the ICC profile carries over. EXIF orientation is not applied: the pixels are taken as they are."""
+    pixels, alpha = _pixels_of(image, Path(getattr(image, "filename", "") or "image"))
+    return Picture(pixels=_to_tensor(pixels), alpha=None if alpha is None else _to_tensor(alpha),
+                   bit_depth=16 if pixels.dtype == np.uint16 else 8, format=image.format or "PNG",
+                   icc_profile=image.info.get("icc_profile") or None)
+
+
+def picture_to_pil(picture: Picture) -> Image.Image:
+    """A Pillow image of `picture` in L, LA, RGB, RGBA or I;16 (Pillow's only 16-bit mode: plain grayscale), with
+    its ICC profile."""
+    wide = picture.bit_depth == 16 and picture.pixels.shape[0] == 1 and picture.alpha is None
+    image = _pil_image(picture_to_array(picture, np.uint16 if wide else np.uint8))
+    if picture.icc_profile:
+        image.info["icc_profile"] = picture.icc_profile
+    return image
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -348,8 +410,13 @@ def write_picture(path: str | os.PathLike, picture: Picture, *, quality: int = 9
             options["quality"] = quality
         if image_format == "JPEG":
             options["subsampling"] = 0
-        pil_image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+        pil_image = _pil_image(samples)
         _atomic_write(path, lambda file: pil_image.save(file, format=image_format, **options))
+
+
+def _pil_image(samples: np.ndarray) -> Image.Image:
+    """(H, W, 1|2|3|4) uint8 or uint16 samples as a Pillow image: L, LA, RGB, RGBA or I;16."""
+    return Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
 
 
 def _to_samples(tensor: torch.Tensor, bit_depth: int) -> np.ndarray:

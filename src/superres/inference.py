@@ -18,6 +18,34 @@ from torch import nn
 from superres.imageio import Picture
 
 
+MAX_OUTSCALE = 16.0
+
+
+def check_outscale(outscale: float) -> float:
+    """`outscale` as a float; ValueError (one line) unless it is a number over 0 and at most MAX_OUTSCALE."""
+    try:
+        factor = float(outscale)
+    except (TypeError, ValueError):
+        factor = float("nan")
+    if not 0 < factor <= MAX_OUTSCALE:  # also refuses NaN
+        raise ValueError(f"outscale must be a number over 0 and at most {MAX_OUTSCALE:g}, got {outscale!r}")
+    return factor
+
+
+def outscale_size(height: int, width: int, outscale: float) -> tuple[int, int]:
+    """The output size for `--outscale`: round(input size * outscale), at least 1 pixel."""
+    factor = check_outscale(outscale)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) float in [0, 1] -> (C, *size): bicubic, antialiased when shrinking, on float data (16-bit
+    pictures never pass through 8 bits), clamped to [0, 1]. The same tensor when it has that size already."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image[None].float(), size=size, mode="bicubic", antialias=True)[0].clamp_(0, 1)
+
+
 def model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
@@ -116,16 +144,20 @@ def upscale_picture(
     batch: int = 1,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_tile: Callable[[int, int], None] | None = None,
+    outscale: float | None = None,
 ) -> Picture:
     """Upscale a decoded picture, keeping its kind: grayscale stays grayscale, alpha is upscaled separately
-    (bicubic) and reattached, bit depth, format and ICC profile carry over."""
+    (bicubic) and reattached, bit depth, format and ICC profile carry over.
+
+    `outscale`: the output is round(input size * outscale), the model's scale first, then `resize` (None or the
+    model's own scale: no resize).
+    """
     pixels = picture.pixels
+    height, width = pixels.shape[-2:]
+    size = (height * model.scale, width * model.scale) if outscale is None else outscale_size(height, width, outscale)
     colour = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
     sr = upscale(model, colour, tile=tile, overlap=overlap, batch=batch, autocast=autocast, on_tile=on_tile)
     if pixels.shape[0] == 1:
         sr = sr.mean(0, keepdim=True)
-    alpha = None
-    if picture.alpha is not None:
-        size = (picture.alpha.shape[-2] * model.scale, picture.alpha.shape[-1] * model.scale)
-        alpha = F.interpolate(picture.alpha[None], size=size, mode="bicubic", antialias=True)[0].clamp_(0, 1)
-    return dataclasses.replace(picture, pixels=sr, alpha=alpha)
+    alpha = None if picture.alpha is None else resize(picture.alpha, size)
+    return dataclasses.replace(picture, pixels=resize(sr, size), alpha=alpha)

@@ -77,7 +77,8 @@ def optimize_for_inference(model: nn.Module, *, device: torch.device, precision:
     """`model` folded, in channels_last and in `precision` ('fp32', 'bf16' or 'fp16', already resolved) on `device`.
 
     In 16 bits, the first convolution and the buffers (the cnn's mean colour) stay fp32, so the input image is
-    never rounded. A model without weights (bicubic) is returned as it is, on `device`: interpolation gains
+    never rounded, except in a model that says it `casts_input` (another project's, `superres.community`): it is
+    converted whole. A model without weights (bicubic) is returned as it is, on `device`: interpolation gains
     nothing and would lose accuracy in 16 bits.
     """
     if precision not in DTYPES:
@@ -88,7 +89,9 @@ def optimize_for_inference(model: nn.Module, *, device: torch.device, precision:
     folded = fold_batchnorm(model).to(device=device, memory_format=torch.channels_last)
     if hasattr(model, "info"):
         folded.info = model.info
-    if dtype != torch.float32:
+    if dtype != torch.float32 and getattr(model, "casts_input", False):
+        folded = folded.to(dtype=dtype)
+    elif dtype != torch.float32:
         entry = _first_conv(folded)
         first = copy.deepcopy(getattr(*entry)) if entry else None  # kept in fp32: .to() below works in place
         folded = folded.to(dtype=dtype)
@@ -106,7 +109,8 @@ class PreparedModel:
 
     `for_picture(bit_depth)` applies `--precision auto` to a picture: a 16-bit one runs in fp32, because bf16 and
     fp16 carry about 8 and 11 significant bits and would cut a 16-bit output to a few hundred levels per channel.
-    An explicit precision is used for every picture.
+    An explicit precision is used for every picture. A model with `.precisions` (the ones it supports) runs
+    `auto` in fp32 where the device's choice is not among them, and refuses an explicit one that is not.
     """
 
     def __init__(self, model: nn.Module, *, device: torch.device, precision: str = "auto") -> None:
@@ -115,7 +119,17 @@ class PreparedModel:
         self.model, self.device, self.requested = model, device, precision
         self.precision = resolve_precision(precision, device)
         self.scale, self.info = model.scale, getattr(model, "info", None)
+        supported = getattr(model, "precisions", None)
+        if supported is not None and self.precision not in supported:
+            if precision != "auto":
+                name = self.info.name if self.info else type(model).__name__
+                raise ValueError(f"{name} does not run in {precision} (it runs in {', '.join(supported)})")
+            self.precision = "fp32"
         self._versions: dict[str, nn.Module] = {}
+
+    def __repr__(self) -> str:
+        name = self.info.name if self.info else type(self.model).__name__
+        return f"PreparedModel({name}, x{self.scale}, {self.device}, {self.precision})"
 
     def at(self, precision: str | None = None) -> nn.Module:
         """The version in `precision` (resolved; None: the one this model was prepared for)."""

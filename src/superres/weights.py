@@ -86,16 +86,24 @@ def _json_field(metadata: dict, key: str, path: Path) -> dict:
     return value
 
 
-def read_info(path: str | os.PathLike) -> WeightsInfo:
-    """The metadata of a `.safetensors` weights file (reads the header only)."""
-    path = Path(path)
+def _read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a `.safetensors` file (reads the header only)."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+            return handle.metadata() or {}
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such weights file") from None
     except (SafetensorError, OSError, ValueError) as error:
         raise WeightsError(f"{path}: not a readable .safetensors file ({str(error).splitlines()[0]})") from None
+
+
+def read_info(path: str | os.PathLike) -> WeightsInfo:
+    """The metadata of a superres `.safetensors` weights file (reads the header only)."""
+    path = Path(path)
+    return _info(_read_metadata(path), path)
+
+
+def _info(metadata: dict[str, str], path: Path) -> WeightsInfo:
     if "arch" not in metadata:
         raise WeightsError(f"{path}: metadata has no 'arch': not a superres weights file")
     arch = metadata["arch"]
@@ -138,7 +146,7 @@ def resolve(name_or_path: str) -> Path | None:
     if name_or_path == "bicubic":
         return None
     candidate = Path(name_or_path)
-    if candidate.suffix in (".safetensors", ".pth", ".pt") or os.sep in name_or_path:
+    if candidate.suffix in (".safetensors", ".pth", ".pt", ".ckpt") or os.sep in name_or_path:
         if not candidate.is_file():
             raise WeightsError(f"{name_or_path}: no such weights file")
         return candidate
@@ -151,9 +159,18 @@ def resolve(name_or_path: str) -> Path | None:
     return found
 
 
-def _load_state(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
+_NOT_OURS = {
+    ".safetensors": "not a superres weights file (its metadata has no 'arch')",
+    ".pth": "not a superres weights file (a dict with 'arch', 'args' and 'state_dict')",
+}
+
+
+def _load_state(path: Path) -> tuple[WeightsInfo | None, object]:
+    """(info, state dict) of a superres weights file; (None, the file's contents) for any other safely loadable
+    file, which may be another project's model (`superres.community`)."""
     if path.suffix == ".safetensors":
-        info = read_info(path)
+        metadata = _read_metadata(path)
+        info = _info(metadata, path) if "arch" in metadata else None
         try:
             return info, load_file(str(path))
         except (SafetensorError, OSError) as error:
@@ -163,9 +180,7 @@ def _load_state(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
     except Exception as error:  # torch raises many types for a bad or unsafe pickle
         raise WeightsError(f"{path}: not a loadable .pth file ({str(error).splitlines()[0][:200]})") from None
     if not isinstance(payload, dict) or not {"arch", "args", "state_dict"} <= payload.keys():
-        raise WeightsError(f"{path}: a .pth file must hold a dict with 'arch', 'args' and 'state_dict' (a bare state "
-                           f"dict does not say which architecture it is for: load it into build_model(arch, ...) "
-                           f"and write it with save_weights as .safetensors)")
+        return None, payload
     arch, args, state = payload["arch"], payload["args"], payload["state_dict"]
     if not isinstance(arch, str) or arch not in GENERATORS:
         raise WeightsError(f"{path}: unknown architecture {arch!r}")
@@ -181,17 +196,22 @@ def _load_state(path: Path) -> tuple[WeightsInfo, dict[str, torch.Tensor]]:
     return info, state
 
 
-def load_model(name_or_path: str, *, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a shipped name, a `.safetensors`/`.pth` path, or `bicubic`; eval mode, on `device`.
+    A file in another project's format goes to spandrel (`superres.community`).
 
     The returned module carries its `WeightsInfo` as `model.info`.
     """
-    path = resolve(name_or_path)
+    path = resolve(str(name_or_path))
     if path is None:
         model = build_model("bicubic", scale=4)
         model.info = WeightsInfo("bicubic", None, "bicubic", {"scale": 4}, 4, "any")
         return model.eval().to(device)
     info, state = _load_state(path)
+    if info is None:
+        from superres.community import load_community  # a floor up: it builds on this module
+
+        return load_community(state, path, _NOT_OURS.get(path.suffix, _NOT_OURS[".pth"])).to(device)
     try:
         model = build_model(info.arch, **info.args)
     except (TypeError, ValueError, RuntimeError) as error:  # e.g. a missing, unknown or negative argument
@@ -213,6 +233,16 @@ def load_model(name_or_path: str, *, device: str | torch.device = "cpu") -> nn.M
     model.load_state_dict(state)
     model.info = info
     return model.eval().to(device)
+
+
+def inspect_weights(name_or_path: str | os.PathLike) -> dict:
+    """What a weights file (or name) holds, as `superres models --inspect` prints it: ours or another project's."""
+    from superres.community import CommunityModel, describe_community
+
+    model = load_model(name_or_path)
+    if isinstance(model, CommunityModel):
+        return describe_community(model)
+    return {**describe(model.info), "format": "superres" if model.info.path else "built in"}
 
 
 def describe(info: WeightsInfo) -> dict:

@@ -2,7 +2,7 @@
 
     GET    /                          the page (static/index.html; /static/ holds its script and style)
     GET    /api/config                the model menu with one line each, tile sizes, the limits
-    POST   /api/jobs?name=&model=&tile=   body: the image file's bytes -> 202 job, 400 bad image or option,
+    POST   /api/jobs?name=&model=&tile=&outscale=   body: the image's bytes -> 202 job, 400 bad image or option,
                                       413 over the upload limit, 503 too many jobs kept
     GET    /api/jobs/{id}             state, tiles done of total, input and output sizes, seconds taken
     GET    /api/jobs/{id}/before      the input as a browser can show it
@@ -32,8 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from superres.imageio import ImageFileError
+from superres.inference import check_outscale
 from superres.serve.jobs import Job, JobLimitError, JobStore
-from superres.serve.options import TILE_CHOICES, ServeSettings, model_choices
+from superres.serve.options import OUTSCALE_CHOICES, TILE_CHOICES, ServeSettings, model_choices
 from superres.serve.worker import ModelCache, Worker
 from superres.weights import DEFAULT_MODEL
 
@@ -81,7 +82,7 @@ async def _receive(request: Request, path: Path, limit: int, name: str) -> int:
 def _job_json(job: Job, store: JobStore) -> dict:
     base = f"/api/jobs/{job.id}"
     return {
-        "id": job.id, "name": job.name, "model": job.model, "tile": job.tile or 0,
+        "id": job.id, "name": job.name, "model": job.model, "tile": job.tile or 0, "outscale": job.outscale or 0,
         "state": job.state, "ahead": store.ahead_of(job), "error": job.error,
         "tiles_done": job.tiles_done, "tiles_total": job.tiles_total,
         "input_size": list(job.input_size), "output_size": list(job.output_size) if job.output_size else None,
@@ -92,10 +93,11 @@ def _job_json(job: Job, store: JobStore) -> dict:
 
 def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The app with its own job store, model cache and worker thread; they start and stop with its lifespan."""
-    choices = model_choices()
+    choices = [*model_choices(), *settings.model_files]
     names = [c.name for c in choices]
+    sources = {c.name: c.source for c in choices if c.source}
     store = JobStore(ttl_seconds=settings.ttl_seconds, max_jobs=settings.max_jobs)
-    worker = Worker(store, ModelCache(settings.device, settings.precision), max_pixels=settings.max_pixels,
+    worker = Worker(store, ModelCache(settings.device, settings.precision, sources), max_pixels=settings.max_pixels,
                     overlap=settings.overlap)
 
     @asynccontextmanager
@@ -143,18 +145,25 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             "default_model": DEFAULT_MODEL,
             "tiles": [*TILE_CHOICES, 0],
             "default_tile": settings.default_tile,
+            "outscales": [0, *OUTSCALE_CHOICES],
             "max_upload_bytes": settings.max_upload_bytes,
             "max_pixels": settings.max_pixels,
         }
 
     @app.post("/api/jobs", status_code=202)
     async def create_job(request: Request, name: str = Query("image", max_length=1000),
-                         model: str = Query(DEFAULT_MODEL), tile: int = Query(settings.default_tile)) -> Response:
+                         model: str = Query(DEFAULT_MODEL), tile: int = Query(settings.default_tile),
+                         outscale: float = Query(0)) -> Response:
         name = _clean_name(name)
         if model not in names:
             return _error(400, f"unknown model {model!r}; choose one of {', '.join(names)}")
         if tile != 0 and not 16 <= tile <= 4096:
             return _error(400, f"tile must be 0 (whole image) or 16 to 4096 input pixels, got {tile}")
+        if outscale != 0:
+            try:
+                check_outscale(outscale)
+            except ValueError as error:
+                return _error(400, f"{error} (or 0: the model's own scale)")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.max_upload_bytes:
             return _error(413, f"{name}: larger than the upload limit of {settings.max_upload_bytes / 1e6:g} MB")
@@ -166,7 +175,7 @@ def create_app(settings: ServeSettings = ServeSettings()) -> FastAPI:
             if await _receive(request, folder / "upload", settings.max_upload_bytes, name) == 0:
                 raise ImageFileError(f"{name}: empty file (0 bytes)")
             job = await run_in_threadpool(store.create, job_id, folder, folder / "upload", name=name, model=model,
-                                          tile=tile or None, max_pixels=settings.max_pixels)
+                                          tile=tile or None, max_pixels=settings.max_pixels, outscale=outscale or None)
         except (_TooLarge, ImageFileError) as error:
             store.discard(folder)
             return _error(413 if isinstance(error, _TooLarge) else 400, str(error).splitlines()[0])

@@ -47,6 +47,8 @@ class Job:
     input_size: tuple[int, int]  # (width, height)
     suffix: str  # of the input and the result: the input's format
     before_path: Path  # what the page shows as "before": the upload, or a PNG of it for TIFF and the like
+    outscale: float | None = None  # output size / input size; None: the model's scale
+    scale: int = 4  # the model's, once the worker has loaded it
     state: JobState = "queued"
     tiles_done: int = 0
     tiles_total: int = 0
@@ -61,7 +63,7 @@ class Job:
     @property
     def download_name(self) -> str:
         stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", Path(self.name).stem).strip(" .") or "image"
-        return f"{stem[:100]}_x4{self.suffix}"
+        return f"{stem[:100]}_x{self.outscale or self.scale:g}{self.suffix}"
 
     def user_message(self, error: BaseException) -> str:
         """One line, with this job's temporary paths replaced by the uploaded file's name."""
@@ -99,7 +101,7 @@ class JobStore:
             self._reserved -= 1
 
     def create(self, job_id: str, folder: Path, upload: Path, *, name: str, model: str, tile: int | None,
-               max_pixels: int) -> Job:
+               max_pixels: int, outscale: float | None = None) -> Job:
         """Check a finished upload (size from the header, then every pixel decoded) and register its job.
         Raises ImageFileError, with the uploaded name in its message, for a file that is not a usable image."""
         try:
@@ -115,7 +117,7 @@ class JobStore:
             write_picture(before_path, picture)
         height, width = picture.pixels.shape[-2:]
         job = Job(job_id, folder, name, model, tile, input_path, (width, height), suffix, before_path,
-                  touched=self._clock())
+                  outscale=outscale, touched=self._clock())
         with self._lock:
             self._reserved -= 1
             self._jobs[job_id] = job

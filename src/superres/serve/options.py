@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from superres.weights import DEFAULT_MODEL, DEFAULTS, catalogue
+from superres.weights import DEFAULT_MODEL, DEFAULTS, WeightsError, catalogue, inspect_weights
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 TILE_CHOICES = (128, 256, 512, 1024)  # input pixels; 0 in the API means the whole image at once
+OUTSCALE_CHOICES = (1, 1.5, 2, 3, 4, 6, 8)  # output size / input size; 0 in the API means the model's own scale
+MODEL_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 
 # One line each on what the model is good for; the numbers behind them are in the README and the model cards.
 _ALIAS_NOTES = {
@@ -24,6 +27,13 @@ _DEGRADATION_NOTES = {
 
 
 @dataclass(frozen=True)
+class ModelChoice:
+    name: str
+    note: str
+    source: str | None = None  # what `superres.weights.load_model` is given; None: the name
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     """Limits and runtime of one app; `allowed_hosts` None accepts any Host header (for a non-loopback --host)."""
 
@@ -36,12 +46,7 @@ class ServeSettings:
     overlap: int = 32
     default_tile: int = 512
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    name: str
-    note: str
+    model_files: tuple[ModelChoice, ...] = ()  # offered after the shipped models (`--models-dir`)
 
 
 def model_choices() -> list[ModelChoice]:
@@ -56,3 +61,18 @@ def model_choices() -> list[ModelChoice]:
         choices.append(ModelChoice(info.name, note))
     choices.append(ModelChoice("bicubic", _ALIAS_NOTES["bicubic"]))
     return choices
+
+
+def model_file_choices(folder: Path) -> tuple[list[ModelChoice], list[str]]:
+    """The weights files in `folder` (ours, or other projects' that spandrel recognises) as menu entries named by
+    file name, and one line for each file that cannot be used."""
+    choices, problems = [], []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in MODEL_FILE_SUFFIXES and p.is_file()):
+        try:
+            found = inspect_weights(path)
+        except WeightsError as error:
+            problems.append(str(error).splitlines()[0])
+            continue
+        kind = found.get("architecture") or found["arch"]
+        choices.append(ModelChoice(path.name, f"{kind} x{found['scale']}, a model file from {folder}", str(path)))
+    return choices, problems

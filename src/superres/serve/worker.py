@@ -25,9 +25,10 @@ class ModelCache:
     """Each model loaded on first use and kept, with its inference versions (`superres.optimize.PreparedModel`:
     16-bit pictures run in fp32 under `auto`); the device and precision are resolved once, up front."""
 
-    def __init__(self, device: str = "auto", precision: str = "auto") -> None:
+    def __init__(self, device: str = "auto", precision: str = "auto", sources: dict[str, str] | None = None) -> None:
         self.device = resolve_device(device)  # fails here, at start-up, for --device cuda without a GPU
         self.precision = precision
+        self.sources = sources or {}  # menu name -> weights file, for model files outside the catalogue
         resolve_precision(precision, self.device)  # an unknown precision fails here, at start-up
         self._models: dict[str, PreparedModel] = {}
         self._lock = threading.Lock()
@@ -35,7 +36,8 @@ class ModelCache:
     def get(self, name: str, bit_depth: int = 8) -> nn.Module:
         with self._lock:
             if name not in self._models:
-                self._models[name] = PreparedModel(load_model(name), device=self.device, precision=self.precision)
+                self._models[name] = PreparedModel(load_model(self.sources.get(name, name)), device=self.device,
+                                                   precision=self.precision)
             return self._models[name].for_picture(bit_depth)
 
 
@@ -86,9 +88,10 @@ class Worker:
         try:
             picture = read_picture(job.input_path, max_pixels=self.max_pixels)  # checked at upload already
             model = self.models.get(job.model, picture.bit_depth)
+            job.scale = model.scale
             started = time.perf_counter()  # the time shown: upscaling and writing, not the first load of a model
             sr = upscale_picture(model, picture, tile=job.tile, overlap=self.overlap,
-                                 batch=tile_batch(self.models.device), on_tile=on_tile)
+                                 batch=tile_batch(self.models.device), on_tile=on_tile, outscale=job.outscale)
             if job.cancelled or self._stopping.is_set():
                 raise _Stopped
             result = job.folder / f"result{job.suffix}"

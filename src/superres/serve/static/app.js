@@ -113,11 +113,11 @@ async function poll(card) {
   }
 }
 
-async function submit(file, model, tile) {
-  const card = makeCard(file.name, model);
+async function submit(file, model, tile, outscale) {
+  const card = makeCard(file.name, outscale ? `${model} \u2192 \u00d7${outscale}` : model);
   const limit = state.config.max_upload_bytes;
   if (file.size > limit) return fail(card, `${file.name}: larger than the upload limit of ${formatBytes(limit)}`);
-  const query = new URLSearchParams({ name: file.name, model, tile: String(tile) });
+  const query = new URLSearchParams({ name: file.name, model, tile: String(tile), outscale: String(outscale) });
   try {
     const job = await api(`/api/jobs?${query}`, {
       method: "POST", body: file, headers: { "X-Superres": "1", "Content-Type": "application/octet-stream" },
@@ -131,11 +131,11 @@ async function submit(file, model, tile) {
 }
 
 async function upscaleAll() {
-  const model = $("model").value, tile = Number($("tile").value);
+  const model = $("model").value, tile = Number($("tile").value), outscale = Number($("outscale").value);
   state.follow = true;
   $("go").disabled = true;
   try {
-    for (const file of state.picked) await submit(file, model, tile); // one upload at a time; the server queues them
+    for (const file of state.picked) await submit(file, model, tile, outscale); // one at a time; the server queues
   } finally {
     $("go").disabled = state.picked.length === 0;
   }
@@ -237,6 +237,12 @@ async function start() {
     return option;
   }));
   $("tile").value = String(config.default_tile);
+  $("outscale").replaceChildren(...config.outscales.map((f) => {
+    const option = el("option", "", f ? `\u00d7${f} the input` : "the model's scale");
+    option.value = String(f);
+    return option;
+  }));
+  $("outscale").value = "0";
   $("limits").textContent = `up to ${formatBytes(config.max_upload_bytes)} and ${config.max_pixels / 1e6} MP each`;
 }
 
