@@ -14,7 +14,10 @@ from safetensors.torch import load_file
 from superres.checkpoint import load_checkpoint
 from superres.config import RunConfig, load_config, loads_config, to_toml
 from superres.models import build_model
-from superres.train import TrainingError, is_collapsed, lr_at, run_config, supervised_step, train
+from superres.loop import lr_at
+from superres.runfolder import run_config
+from superres.steps import is_collapsed, supervised_step
+from superres.train import TrainingError, train
 from superres.weights import load_model, read_info, save_weights
 
 
@@ -228,10 +231,10 @@ def test_gan_collapse_stops_the_run(folders, tmp_path, generator_weights):
 def test_collapse_rule():
     config = loads_config('mode = "gan"\n[gan]\ngenerator_weights = "x"\n')
     healthy = {"d/real": 0.5, "d/fake": 0.6, "d/acc_fake": 0.7, "g/adv": 1.2}
-    assert not is_collapsed(healthy, config)
-    assert is_collapsed(healthy | {"d/real": 1e-4, "d/fake": 1e-4}, config)
-    assert is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 15.0}, config)
-    assert not is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 5.0}, config)
+    assert not is_collapsed(healthy, config.gan)
+    assert is_collapsed(healthy | {"d/real": 1e-4, "d/fake": 1e-4}, config.gan)
+    assert is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 15.0}, config.gan)
+    assert not is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 5.0}, config.gan)
 
 
 def test_training_on_validation_or_benchmark_data_is_refused(folders, tmp_path):
@@ -250,3 +253,4 @@ def test_shipped_tiny_config_runs_on_the_shared_data(shared_data, tmp_path, monk
     result = train(config, tmp_path)
     assert result.step == 4 and 10 < result.metrics["val/psnr"] < 40
     assert (tmp_path / "curves.png").is_file()
+

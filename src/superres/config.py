@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from superres.losses import CONTENT_LOSSES
+from superres.losses import CONTENT_LOSSES, PIXEL_LOSSES
 from superres.runtime import PRECISIONS
 
 MODES = ("supervised", "gan")
-LOSSES = ("l1", "mse")
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" = bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with bf16 units
     channels_last: bool = False
     compile: bool = False  # torch.compile the training forward (CUDA runs); saved weights stay unwrapped
+    sync_batchnorm: bool = False  # torchrun on GPUs: batch-norm statistics over all ranks' patches (SyncBatchNorm)
     seed: int = 0
     log_every: int = 100
     val_every: int = 1000  # 0 = no validation
@@ -117,13 +117,13 @@ class RunConfig:
     gan: GanConfig = field(default_factory=GanConfig)
 
     def __post_init__(self) -> None:
-        validate(self)
+        check_values(self)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "gan": GanConfig}
 
 
-def validate(config: RunConfig) -> None:
+def check_values(config: RunConfig) -> None:
     """Raise ValueError for values that no run could use."""
 
     def check(ok: bool, message: str) -> None:
@@ -135,7 +135,7 @@ def validate(config: RunConfig) -> None:
     check(config.mode == "gan" or bool(config.model.arch), "model.arch is required in supervised mode")
     check(config.mode == "supervised" or bool(g.generator_weights), "gan.generator_weights is required in gan mode")
     check(g.content_loss in CONTENT_LOSSES, f"gan.content_loss must be one of {CONTENT_LOSSES}, got {g.content_loss!r}")
-    check(t.loss in LOSSES, f"train.loss must be one of {LOSSES}, got {t.loss!r}")
+    check(t.loss in PIXEL_LOSSES, f"train.loss must be one of {tuple(PIXEL_LOSSES)}, got {t.loss!r}")
     check(t.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
     check(d.scale >= 1 and d.patch_size % d.scale == 0, f"data.patch_size {d.patch_size} is no multiple of {d.scale}")
     check(d.batch_size >= 1, "data.batch_size must be at least 1")
