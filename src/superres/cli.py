@@ -163,8 +163,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failures = _upscale_files(share, model, args, batch, single=len(plan) == 1, bar=world.is_main)
         except KeyboardInterrupt as interrupt:
             rank = f"rank {world.rank}: " if world.rank else ""
-            _error(f"{rank}interrupted after {interrupt.args[0]} of {len(share)} images; finished outputs are complete, "
-                   "none is half-written" + (" (rerun with --skip-existing to do the rest)" if len(plan) > 1 else ""))
+            _error(f"{rank}interrupted after {interrupt.args[0]} of {len(share)} images; finished outputs are "
+                   "complete, none is half-written"
+                   + (" (rerun with --skip-existing to do the rest)" if len(plan) > 1 else ""))
             return EXIT_INTERRUPTED
         failures = _gather_failures(world, failures)
     if not world.is_main:
@@ -377,8 +378,9 @@ def _train(config, run_dir: Path, args: argparse.Namespace, world, backend: str)
 
     batch = config.data.batch_size
     if world.size > 1 and world.is_main:
-        print(f"training on {world.size} ranks ({backend}): {batch} patches per rank, global batch {batch * world.size}, "
-              f"lr {config.train.lr:g} as configured; rank 0 validates, logs and checkpoints", file=sys.stderr)
+        print(f"training on {world.size} ranks ({backend}): {batch} patches per rank, global batch "
+              f"{batch * world.size}, lr {config.train.lr:g} as configured; rank 0 validates, logs and checkpoints",
+              file=sys.stderr)
     bar = tqdm(total=config.train.steps, desc=config.name, unit="step", dynamic_ncols=True,
                disable=args.quiet or not world.is_main)
 
@@ -781,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         rank = env_world().rank  # under torchrun: every rank meets a CliError alike, and rank 0 says it
         if rank == 0 or not isinstance(error, CliError):
-            _error((f"rank {rank}: " if rank else "") + (str(error).splitlines()[0] if str(error) else type(error).__name__))
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            _error(f"rank {rank}: {message}" if rank else message)
         return EXIT_BAD_INPUT
     except MemoryError:
         if os.environ.get("SUPERRES_DEBUG"):
