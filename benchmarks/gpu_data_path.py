@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from superres.data import PatchSampler
 from superres.models import build_model
 from superres.runtime import autocast_for, resolve_device
-from superres.train import supervised_step
+from superres.steps import supervised_step
 
 
 def sync(device: torch.device) -> None:

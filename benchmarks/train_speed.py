@@ -4,7 +4,7 @@
     python benchmarks/train_speed.py --seconds 60    # longer timing per model and device, steadier numbers
     python benchmarks/train_speed.py --full          # also fp32 + channels_last and bf16 alone on the CPU
 
-Each setting runs superres.train.supervised_step (the step the training loop takes) on a synthetic batch of
+Each setting runs superres.steps.supervised_step (the step the training loop takes) on a synthetic batch of
 `--batch` patches (96 px HR, 24 px LQ), default model arguments, Adam, L1 loss, after one untimed warm-up step.
 The settings of one model and device are timed in interleaved rounds (a burst of steps of each setting in turn,
 until `--seconds` have passed, at least 3 rounds), and each reports its median rate over the rounds, so that
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from superres.models import build_model, count_parameters
 from superres.runtime import autocast_for
-from superres.train import supervised_step
+from superres.steps import supervised_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

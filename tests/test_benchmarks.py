@@ -24,14 +24,15 @@ def test_inference_speed_quick_writes_a_row_per_model_and_path(tmp_path):
     models = ["bicubic", "cnn", "rescnn", "cv2-cubic"]
     if (script.PEERS / "ESPCN_x4.pb").is_file():
         models.append("espcn")
-    argv = ["--quick", "--tiny-models", "--untiled-limit-gib", "0", "--models", *models, "--paths", "fp32", "bf16",
+    paths = list(dict.fromkeys(["fp32", "bf16", script.auto_path()]))  # auto: fast-fp32 on CPUs without bf16
+    argv = ["--quick", "--tiny-models", "--untiled-limit-gib", "0", "--models", *models, "--paths", *paths,
             "--fidelity-sets", "none", "--out", str(tmp_path)]  # fidelity on crops is noise: tested below
     code = script.main(argv)  # a zero untiled limit skips the untiled large run: one child process fewer
 
     results = json.loads((tmp_path / "inference_speed.json").read_text())
     table = (tmp_path / "inference_speed.md").read_text()
     assert code == 0
-    expected = [(m, p) for m in models for p in (["fp32", "bf16"] if m in ("cnn", "rescnn") else
+    expected = [(m, p) for m in models for p in (paths if m in ("cnn", "rescnn") else
                                                  ["fp32"] if m == "bicubic" else ["opencv"])]
     assert [(row["model"], row["path"]) for row in results["speed"]] == expected
     for row in results["speed"]:

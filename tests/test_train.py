@@ -14,7 +14,10 @@ from safetensors.torch import load_file
 from superres.checkpoint import load_checkpoint
 from superres.config import RunConfig, load_config, loads_config, to_toml
 from superres.models import build_model
-from superres.train import TrainingError, is_collapsed, lr_at, run_config, supervised_step, train
+from superres.loop import lr_at
+from superres.runfolder import run_config
+from superres.steps import is_collapsed, supervised_step
+from superres.train import TrainingError, train
 from superres.weights import load_model, read_info, save_weights
 
 
@@ -228,10 +231,10 @@ def test_gan_collapse_stops_the_run(folders, tmp_path, generator_weights):
 def test_collapse_rule():
     config = loads_config('mode = "gan"\n[gan]\ngenerator_weights = "x"\n')
     healthy = {"d/real": 0.5, "d/fake": 0.6, "d/acc_fake": 0.7, "g/adv": 1.2}
-    assert not is_collapsed(healthy, config)
-    assert is_collapsed(healthy | {"d/real": 1e-4, "d/fake": 1e-4}, config)
-    assert is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 15.0}, config)
-    assert not is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 5.0}, config)
+    assert not is_collapsed(healthy, config.gan)
+    assert is_collapsed(healthy | {"d/real": 1e-4, "d/fake": 1e-4}, config.gan)
+    assert is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 15.0}, config.gan)
+    assert not is_collapsed(healthy | {"d/acc_fake": 1.0, "g/adv": 5.0}, config.gan)
 
 
 def test_training_on_validation_or_benchmark_data_is_refused(folders, tmp_path):
@@ -250,3 +253,49 @@ def test_shipped_tiny_config_runs_on_the_shared_data(shared_data, tmp_path, monk
     result = train(config, tmp_path)
     assert result.step == 4 and 10 < result.metrics["val/psnr"] < 40
     assert (tmp_path / "curves.png").is_file()
+
+
+def test_tensorboard_events_beside_the_log(folders, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_config(folders, steps=4, val_every=2), tmp_path)
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss", "lr", "batch/global", "speed/steps_per_s", "val/psnr", "val/ssim"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.value for e in events.Scalars("val/psnr")] == pytest.approx(
+        [float(r["value"]) for r in log_rows(tmp_path) if r["key"] == "val/psnr"], rel=1e-6)
+    assert set(tags["images"]) == {"val/images/0", "val/images/1"}  # the output beside its ground truth
+    image = events.Images("val/images/0")[-1]
+    assert (image.step, image.width, image.height) == (4, 48, 24)
+
+
+def test_without_tensorboard_only_the_csv_log(folders, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    train(tiny_config(folders, steps=2, val_every=0), tmp_path)
+    assert list(tmp_path.glob("events.out.tfevents.*")) == [] and log_rows(tmp_path)
+
+
+def test_the_loop_runs_without_a_run_folder_and_returns_the_logged_numbers(folders, generator_weights):
+    """What a sweep needs: N GAN steps with given settings, every step's numbers back, no files."""
+    from superres.config import GanConfig, TrainConfig
+    from superres.data import PatchSampler
+    from superres.distributed import World
+    from superres.losses import build_content_loss
+    from superres.loop import Batches, Loop
+    from superres.steps import GanStep
+
+    torch.manual_seed(0)
+    generator = load_model(str(generator_weights))
+    discriminator = build_model("discriminator", channels=4, hidden_features=8)
+    t = TrainConfig(steps=3, lr=1e-3, log_every=1, val_every=0, checkpoint_every=3)
+    step = GanStep(generator, discriminator, build_content_loss("pixel-l1"), t, GanConfig(collapse_patience=0),
+                   device=torch.device("cpu"), precision="fp32", world=World())  # fmt: skip
+    batches = Batches(PatchSampler.from_hr_folder(folders[0], "bicubic", patch_size=16), 2, seed=0)
+    result = Loop(step, batches, t).run()
+    assert result.step == 3 and [s for s, _ in result.history["g/total"]] == [1, 2, 3]
+    assert {"g/content", "g/adv", "d/real", "d/fake", "lr"} <= set(result.history)

@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 some files of a folder run failed; 2 bad input or usage; 130 interrupted; 141 the reader
 of the output stopped early (a closed pipe, as `| head` does).
+
+Under torchrun (`torchrun --nproc_per_node N -m superres train|upscale ...`) every rank runs the command: `train`
+trains one model with DistributedDataParallel, `upscale` does the rank's share of the files. Rank 0 prints the
+summary, and its exit code covers the failures of every rank.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from superres.files import atomic_write_text
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+UPSCALE_WAIT = timedelta(days=7)  # under torchrun, ranks done with their share of a folder wait this long for the rest
 
 
 class CliError(Exception):
@@ -33,14 +39,17 @@ def _progress(total: int, desc: str, enabled: bool = True):
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled or not sys.stderr.isatty(), leave=False)
 
 
-def _prepare(model_name: str, args: argparse.Namespace):
-    """A `PreparedModel` for the command's --device and --precision, with its --threads set."""
+def _prepare(model_name: str, args: argparse.Namespace, world=None):
+    """A `PreparedModel` for the command's --device and --precision, with its --threads set; in a torchrun job
+    (`world`), on the rank's own GPU."""
     from superres.optimize import PreparedModel
     from superres.runtime import resolve_device, set_threads
     from superres.weights import load_model
 
     set_threads(args.threads)
-    return PreparedModel(load_model(model_name), device=resolve_device(args.device), precision=args.precision)
+    device = resolve_device(args.device)
+    device = world.device(device) if world is not None else device
+    return PreparedModel(load_model(model_name), device=device, precision=args.precision)
 
 
 def _load(model_name: str, args: argparse.Namespace):
@@ -187,10 +196,9 @@ def _scaled(model, outscale: float | None) -> str:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from superres.imageio import ImageFileError
+    from superres.distributed import env_world, session
     from superres.inference import check_outscale
     from superres.runtime import tile_batch
-    from superres.video import VideoFileError, is_video_path
 
     inputs = [Path(p) for p in args.inputs]
     for item in inputs:
@@ -203,43 +211,71 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         raise CliError("no images found in the given inputs")
     _check_kinds(plan)
     _check_output_folders(plan)
-    model = _prepare(args.model, args)  # its versions per picture: 16-bit ones get fp32 under auto
+    world = env_world()  # under torchrun: this rank's share of the files, on its own GPU
+    model = _prepare(args.model, args, world)  # its versions per picture: 16-bit ones get fp32 under auto
     batch = args.batch or tile_batch(model.device)
     if args.scale is not None and args.scale != model.scale:
         raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
-    failures: list[str] = []
-    bar = _progress(len(plan), "upscaling", enabled=len(plan) > 1)
-    seen, done = 0, ""
-    try:
-        with _sigterm_as_ctrl_c():
-            for source, target in plan:
-                if args.skip_existing and target.exists():
-                    seen += 1
-                    bar.update(1)
-                    continue
-                upscale_one = _upscale_video if is_video_path(source) else _upscale_image
-                try:
-                    done = upscale_one(source, target, model, args, batch)
-                except (ImageFileError, VideoFileError, OSError) as error:
-                    if len(plan) == 1:
-                        raise CliError(str(error).splitlines()[0]) from None
-                    failures.append(str(error).splitlines()[0])
-                seen += 1
-                bar.update(1)
-    except KeyboardInterrupt:
-        bar.close()
-        _error(f"interrupted after {seen} of {len(plan)} images; finished outputs are complete, none is half-written"
-               + (" (rerun with --skip-existing to do the rest)" if len(plan) > 1 else ""))
-        return EXIT_INTERRUPTED
-    bar.close()
+    with session("gloo", timeout=UPSCALE_WAIT) as world:  # only the failures travel between the ranks
+        share = world.shard(plan)
+        try:
+            failures, done = _upscale_files(share, model, args, batch, single=len(plan) == 1, bar=world.is_main)
+        except KeyboardInterrupt as interrupt:
+            rank = f"rank {world.rank}: " if world.rank else ""
+            _error(f"{rank}interrupted after {interrupt.args[0]} of {len(share)} images; finished outputs are "
+                   "complete, none is half-written"
+                   + (" (rerun with --skip-existing to do the rest)" if len(plan) > 1 else ""))
+            return EXIT_INTERRUPTED
+        failures = _gather_failures(world, failures)
+    if not world.is_main:
+        return EXIT_OK  # rank 0 reports this rank's failures and exits with the code for all of them
+    ranks = f" on {world.size} ranks" if world.size > 1 else ""
     if len(plan) > 1 or failures:
         print(f"upscaled {len(plan) - len(failures)} of {len(plan)} images {_scaled(model, args.outscale)} "
-              f"into {args.output}")
+              f"into {args.output}{ranks}")
     else:
         print(done or f"{plan[0][1]}: {_scaled(model, args.outscale)}")
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _upscale_files(plan: list[tuple[Path, Path]], model, args: argparse.Namespace, batch: int, *, single: bool,
+                   bar: bool) -> tuple[list[str], str]:
+    """Upscale each (source, target) pair (images and videos), written atomically: the one-line failures of a
+    folder run, and what the last file's run did. A failure of a single-file run raises CliError. Ctrl-C or
+    SIGTERM raise KeyboardInterrupt(files seen)."""
+    from superres.imageio import ImageFileError
+    from superres.video import VideoFileError, is_video_path
+
+    failures: list[str] = []
+    progress = _progress(len(plan), "upscaling", enabled=bar and len(plan) > 1)
+    seen, done = 0, ""
+    try:
+        with _sigterm_as_ctrl_c():
+            for source, target in plan:
+                if not (args.skip_existing and target.exists()):
+                    upscale_one = _upscale_video if is_video_path(source) else _upscale_image
+                    try:
+                        done = upscale_one(source, target, model, args, batch)
+                    except (ImageFileError, VideoFileError, OSError) as error:
+                        if single:
+                            raise CliError(str(error).splitlines()[0]) from None
+                        failures.append(str(error).splitlines()[0])
+                seen += 1
+                progress.update(1)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(seen) from None
+    finally:
+        progress.close()
+    return failures, done
+
+
+def _gather_failures(world, failures: list[str]) -> list[str]:
+    """Every rank's failures, in rank order (one all-gather under torchrun)."""
+    from superres.distributed import gather
+
+    return [failure for rank_failures in gather(world, failures) for failure in rank_failures]
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
@@ -415,10 +451,9 @@ def _load_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from superres.losses import MissingWeightsError
-    from superres.train import TrainingError, run_config, train
+    from superres.distributed import backend_for, session
+    from superres.runfolder import run_config
+    from superres.runtime import resolve_device
 
     if args.config is None:
         if not (args.resume and args.run_dir):
@@ -427,20 +462,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = _load_config(args)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
-    bar = tqdm(total=config.train.steps, desc=config.name, unit="step", dynamic_ncols=True, disable=args.quiet)
+    backend = backend_for(resolve_device(config.train.device))
+    with session(backend) as world:  # one process, or torchrun's job of several
+        return _train(config, run_dir, args, world, backend)
+
+
+def _train(config, run_dir: Path, args: argparse.Namespace, world, backend: str) -> int:
+    from tqdm import tqdm
+
+    from superres.losses import MissingWeightsError
+    from superres.train import TrainingError, train
+
+    batch = config.data.batch_size
+    if world.size > 1 and world.is_main:
+        print(f"training on {world.size} ranks ({backend}): {batch} patches per rank, global batch "
+              f"{batch * world.size}, lr {config.train.lr:g} as configured; rank 0 validates, logs and checkpoints",
+              file=sys.stderr)
+    bar = tqdm(total=config.train.steps, desc=config.name, unit="step", dynamic_ncols=True,
+               disable=args.quiet or not world.is_main)
 
     def progress(step: int, total: int, numbers: dict[str, float]) -> None:
         bar.n = step
-        shown = {k.split("/")[-1] if k == "train/loss" else k: v for k, v in numbers.items() if not k.startswith("speed")}
+        shown = {k.split("/")[-1] if k == "train/loss" else k: v for k, v in numbers.items()
+                 if not k.startswith(("speed", "batch"))}
         bar.set_postfix({k: f"{v:.4g}" for k, v in list(shown.items())[:5]}, refresh=False)
         bar.update(0)
 
     try:
-        result = train(config, run_dir, resume=args.resume, progress=progress)
+        result = train(config, run_dir, resume=args.resume, progress=progress, world=world)
     except (TrainingError, MissingWeightsError) as error:
         bar.close()
         raise CliError(str(error).splitlines()[0]) from None
     bar.close()
+    if not world.is_main:
+        return EXIT_OK
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
@@ -868,6 +923,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from superres.distributed import env_world
     from superres.imageio import ImageFileError
     from superres.weights import WeightsError
 
@@ -876,7 +932,10 @@ def _main(argv: list[str] | None) -> int:
     except (CliError, ImageFileError, WeightsError, ValueError, RuntimeError) as error:
         if os.environ.get("SUPERRES_DEBUG"):
             raise
-        _error(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        rank = env_world().rank  # under torchrun: every rank meets a CliError alike, and rank 0 says it
+        if rank == 0 or not isinstance(error, CliError):
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            _error(f"rank {rank}: {message}" if rank else message)
         return EXIT_BAD_INPUT
     except MemoryError:
         if os.environ.get("SUPERRES_DEBUG"):

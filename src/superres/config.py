@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from superres.data.degrade import DEGRADATIONS, make_params
-from superres.losses import CONTENT_LOSSES
+from superres.losses import CONTENT_LOSSES, PIXEL_LOSSES
 from superres.runtime import PRECISIONS
 
 MODES = ("supervised", "gan")
-LOSSES = ("l1", "mse")
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" = bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with bf16 units
     channels_last: bool = False
     compile: bool = False  # torch.compile the training forward (CUDA runs); saved weights stay unwrapped
+    sync_batchnorm: bool = False  # torchrun on GPUs: batch-norm statistics over all ranks' patches (SyncBatchNorm)
     seed: int = 0
     log_every: int = 100
     val_every: int = 1000  # 0 = no validation
@@ -118,13 +118,13 @@ class RunConfig:
     gan: GanConfig = field(default_factory=GanConfig)
 
     def __post_init__(self) -> None:
-        validate(self)
+        check_values(self)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "gan": GanConfig}
 
 
-def validate(config: RunConfig) -> None:
+def check_values(config: RunConfig) -> None:
     """Raise ValueError for values that no run could use."""
 
     def check(ok: bool, message: str) -> None:
@@ -136,7 +136,7 @@ def validate(config: RunConfig) -> None:
     check(config.mode == "gan" or bool(config.model.arch), "model.arch is required in supervised mode")
     check(config.mode == "supervised" or bool(g.generator_weights), "gan.generator_weights is required in gan mode")
     check(g.content_loss in CONTENT_LOSSES, f"gan.content_loss must be one of {CONTENT_LOSSES}, got {g.content_loss!r}")
-    check(t.loss in LOSSES, f"train.loss must be one of {LOSSES}, got {t.loss!r}")
+    check(t.loss in PIXEL_LOSSES, f"train.loss must be one of {tuple(PIXEL_LOSSES)}, got {t.loss!r}")
     check(t.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
     check(d.degradation in DEGRADATIONS, f"data.degradation must be one of {DEGRADATIONS}, got {d.degradation!r}")
     try:

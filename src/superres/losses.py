@@ -39,6 +39,9 @@ def pixel_mse(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(sr, gt)
 
 
+PIXEL_LOSSES = {"l1": pixel_l1, "mse": pixel_mse}  # supervised training's train.loss, by name
+
+
 class PixelL1Loss(nn.Module):
     """`pixel_l1` as a module, so every content loss has the same (sr, gt) -> scalar shape."""
 
