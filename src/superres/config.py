@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from superres.data.conditions import CONDITIONS
 from superres.data.degrade import DEGRADATIONS, make_params
 from superres.losses import CONTENT_LOSSES, PIXEL_LOSSES
 from superres.runtime import PRECISIONS
@@ -81,6 +82,8 @@ class TrainConfig:
     val_roots: tuple[str, ...] = ("../shared/data/val/kodak24",)
     val_max_images: int = 24  # first N images by name, 0 = all
     val_crop: int = 0  # centre crop of each validation HR image to this side (px), 0 = whole image
+    val_conditions: tuple[str, ...] = ()  # named test conditions (superres.data.conditions) for the validation
+    # LR instead of the training degradation: val/psnr is their mean, val/psnr/NAME each one
     checkpoint_every: int = 1000
     max_minutes: float = 0.0  # wall-clock budget of one train() call; 0 = none. Stops cleanly (checkpoint, weights)
 
@@ -138,6 +141,8 @@ def check_values(config: RunConfig) -> None:
     check(g.content_loss in CONTENT_LOSSES, f"gan.content_loss must be one of {CONTENT_LOSSES}, got {g.content_loss!r}")
     check(t.loss in PIXEL_LOSSES, f"train.loss must be one of {tuple(PIXEL_LOSSES)}, got {t.loss!r}")
     check(t.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
+    unknown = [c for c in t.val_conditions if c not in CONDITIONS]
+    check(not unknown, f"train.val_conditions: unknown {unknown}; expected some of {tuple(CONDITIONS)}")
     check(d.degradation in DEGRADATIONS, f"data.degradation must be one of {DEGRADATIONS}, got {d.degradation!r}")
     try:
         make_params(d.degradation, d.degradation_params)

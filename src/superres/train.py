@@ -22,6 +22,7 @@ Nothing here prints: `progress(step, total, numbers)` is called after every step
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -34,6 +35,7 @@ from torch import nn
 from superres.checkpoint import LoadedCheckpoint, load_checkpoint
 from superres.config import RunConfig, loads_config
 from superres.data import PatchSampler, degrade, make_params, match_pairs
+from superres.data.conditions import condition_lq
 from superres.data.degrade import Params
 from superres.distributed import World, current_world, on_main
 from superres.imageio import list_images, read_rgb
@@ -108,7 +110,11 @@ def train(
             "batch_size": d.batch_size, "ranks": batches.num_ranks, "global_batch": batches.global_batch,
             "patch_size": d.patch_size, "loss": t.loss if config.mode == "supervised" else config.gan.content_loss,
             "lr": t.lr, "lr_milestones": list(t.lr_milestones), "train_roots": list(d.train_roots),
+            "init_weights": config.model.init_weights if config.mode == "supervised" else config.gan.generator_weights,
         }  # fmt: skip
+        params = degradation_params(config)
+        if params is not None:  # every range of a random degradation, defaults included: the weights say what they saw
+            recipe["degradation_params"] = dataclasses.asdict(params)
         folder = RunFolder(run_dir, config, arch=arch, args=args, recipe=recipe)
     loop = Loop(train_step, batches, t, folder=folder, validate=validation, started=started)
 
@@ -239,8 +245,9 @@ def make_sampler(config: RunConfig, device: torch.device) -> PatchSampler:
                                        degradation_params(config))  # fmt: skip
 
 
-def load_val_set(config: RunConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(lq, gt) pairs on the CPU: the first `val_max_images` of `val_roots`, centre-cropped to `val_crop`."""
+def load_val_set(config: RunConfig) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
+    """(lq, gt, condition) on the CPU: the first `val_max_images` of `val_roots`, centre-cropped to `val_crop`, with
+    their LR made once by the training degradation (seeded), or by each of `val_conditions`."""
     t, d = config.train, config.data
     if not t.val_every:
         return []
@@ -249,7 +256,7 @@ def load_val_set(config: RunConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
         raise TrainingError(f"no validation images in {list(t.val_roots)}")
     paths = paths[: t.val_max_images or None]
     generator, params = torch.Generator().manual_seed(VAL_SEED), degradation_params(config)
-    pairs = []
+    triples = []
     for path in paths:
         gt = read_rgb(path)  # (3, H, W)
         h, w = gt.shape[-2:]
@@ -258,32 +265,44 @@ def load_val_set(config: RunConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
         h, w = h // d.scale * d.scale, w // d.scale * d.scale
         top, left = (gt.shape[-2] - h) // 2, (gt.shape[-1] - w) // 2
         gt = gt[:, top : top + h, left : left + w].contiguous()
-        lq = degrade(gt[None], d.degradation, d.scale, generator, params)[0]  # (3, h/s, w/s)
-        pairs.append((lq, gt))
-    return pairs
+        if not t.val_conditions:
+            triples.append((degrade(gt[None], d.degradation, d.scale, generator, params)[0], gt, ""))
+        for name in t.val_conditions:
+            triples.append((condition_lq(gt, name, d.scale), gt, name))
+    return triples
 
 
 class Validation:
-    """Mean PSNR/SSIM on Y with a border of `scale` px (the published SR protocol) over fixed (lq, gt) pairs, in
-    fp32 (comparable across runs and devices); and, to look at, the centre `crop` px of the first `shown` outputs
-    beside their ground truth."""
+    """Mean PSNR/SSIM on Y with a border of `scale` px (the published SR protocol) over fixed (lq, gt, condition)
+    triples, in fp32 (comparable across runs and devices), overall and per named condition; and, to look at, the
+    centre `crop` px of the first `shown` outputs beside their ground truth."""
 
-    def __init__(self, pairs: list[tuple[torch.Tensor, torch.Tensor]], *, scale: int, shown: int = 3,
+    def __init__(self, triples: list[tuple[torch.Tensor, torch.Tensor, str]], *, scale: int, shown: int = 3,
                  crop: int = 128) -> None:  # fmt: skip
-        self.pairs, self.scale, self.shown, self.crop = pairs, scale, shown, crop
+        self.triples, self.scale, self.shown, self.crop = triples, scale, shown, crop
 
     def __call__(self, model: nn.Module) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         was_training = model.training
         model.eval()
-        scores, images = [], {}
-        for i, (lq, gt) in enumerate(self.pairs):
+        scores: dict[str, list[tuple[float, float]]] = {}
+        images = {}
+        for i, (lq, gt, condition) in enumerate(self.triples):
             sr = upscale(model, lq)  # (3, H, W) on the CPU, clamped to [0, 1]
-            scores.append((psnr(sr, gt, crop_border=self.scale), ssim(sr, gt, crop_border=self.scale)))
+            score = (psnr(sr, gt, crop_border=self.scale), ssim(sr, gt, crop_border=self.scale))
+            scores.setdefault(condition, []).append(score)
             if i < self.shown:
                 images[f"val/images/{i}"] = torch.cat([centre_crop(sr, self.crop), centre_crop(gt, self.crop)], -1)
         model.train(was_training)
-        psnrs, ssims = zip(*scores)
-        return {"val/psnr": math.fsum(psnrs) / len(psnrs), "val/ssim": math.fsum(ssims) / len(ssims)}, images
+        every = [score for group in scores.values() for score in group]
+        numbers = {"val/psnr": _mean([p for p, _ in every]), "val/ssim": _mean([s for _, s in every])}
+        for condition, group in scores.items():
+            if condition:
+                numbers[f"val/psnr/{condition}"] = _mean([p for p, _ in group])
+        return numbers, images
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values)
 
 
 def centre_crop(image: torch.Tensor, side: int) -> torch.Tensor:
