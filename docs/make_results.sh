@@ -22,3 +22,8 @@ for n in 0839 0852 0882 0900; do
 done
 $SR compare $B/set14/LR_bicubic/X4/img_005.png --hr $B/set14/HR/img_005.png \
   --models bicubic,cnn-x4-bicubic,rescnn-x4-bicubic -o docs/figures/compare_set14_img_005.png
+
+# Store small, upscale later: downscale + codec + upscaling against the codec alone, on Kodak24 (a flat folder) and
+# B100; the Kodak24 figure goes to docs/figures/. About an hour on 2 quiet cores (2.5 h on a busy single core).
+$SR rd --data $D/val/kodak24 $B/b100 --codecs jpeg,webp,avif --scales 1,2,4 --models bicubic,rescnn-x4-bicubic \
+  --out docs/results/rd && cp docs/results/rd/kodak24/rd_kodak24.png docs/figures/rd_kodak24.png

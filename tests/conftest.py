@@ -28,3 +28,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    """A tiny random x4 rescnn (8 channels, 1 block) saved as a weights file."""
+    from superres.models import build_model
+    from superres.weights import save_weights
+
+    torch.manual_seed(0)
+    args = {"scale": 4, "channels": 8, "num_blocks": 1}
+    path = tmp_path / "weights" / "rescnn-x4-tiny-v1.safetensors"
+    save_weights(path, build_model("rescnn", **args).eval(), arch="rescnn", args=args, scale=4,
+                 degradation="bicubic", recipe={"steps": 0})
+    return path

@@ -5,22 +5,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from superres.cli import main
-from superres.models import build_model
-from superres.weights import save_weights
-
-
-@pytest.fixture
-def tiny_weights(tmp_path):
-    torch.manual_seed(0)
-    args = {"scale": 4, "channels": 8, "num_blocks": 1}
-    path = tmp_path / "weights" / "rescnn-x4-tiny-v1.safetensors"
-    save_weights(path, build_model("rescnn", **args).eval(), arch="rescnn", args=args, scale=4,
-                 degradation="bicubic", recipe={"steps": 0})
-    return path
 
 
 def photo(size=(24, 16), seed=0) -> np.ndarray:

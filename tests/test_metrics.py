@@ -12,6 +12,13 @@ def test_identical_images_give_infinite_psnr_and_unit_ssim(generator):
     assert ssim(image, image) == pytest.approx(1.0)
 
 
+def test_equal_pixels_in_another_memory_layout_give_infinite_psnr(generator):
+    samples = torch.randint(0, 256, (32, 32, 3), generator=generator, dtype=torch.uint8)
+    channels_last = samples.permute(2, 0, 1).float().div(255)  # as read_rgb makes it: not contiguous
+    assert psnr(channels_last, channels_last.contiguous()) == math.inf
+    assert psnr(channels_last, channels_last.contiguous(), crop_border=4) == math.inf
+
+
 def test_an_offset_of_one_level_gives_48_13_db():
     gt = torch.full((3, 16, 16), 100 / 255)
     sr = torch.full((3, 16, 16), 101 / 255)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -431,6 +432,123 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------------- rd
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _rd_overrides(specs: list[str] | None) -> dict[tuple[str, int | None], list[int | None]]:
+    """`--qualities CODEC[:SCALE]=Q,Q,...` (Q 0 to 100, or lossless) as rd.quality_grid's overrides."""
+    overrides: dict[tuple[str, int | None], list[int | None]] = {}
+    for spec in specs or []:
+        key, _, values = spec.partition("=")
+        codec, _, scale = key.partition(":")
+        try:
+            qualities = [None if q.lower() == "lossless" else int(q) for q in _comma_list(values)]
+            overrides[codec.strip().lower(), int(scale) if scale else None] = qualities
+        except ValueError:
+            qualities = []
+        if not qualities:
+            raise CliError(f"--qualities {spec!r}: expected CODEC[:SCALE]=Q,Q,... with Q 0 to 100 or lossless")
+    return overrides
+
+
+def _rd_grid(args: argparse.Namespace):
+    """The (codec, scale) -> qualities to measure, less the codecs this Pillow cannot encode (a note each)."""
+    from superres.imageio import CODEC_FORMATS, codec_available
+    from superres.rd import quality_grid
+
+    codecs = [c.lower() for c in _comma_list(args.codecs)]
+    try:
+        scales = [int(s) for s in _comma_list(args.scales)]
+    except ValueError:
+        raise CliError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
+    if not codecs or not scales:
+        raise CliError("--codecs and --scales need at least one value each")
+    grid = quality_grid(codecs, scales, _rd_overrides(args.qualities))
+    missing = [c for c in codecs if not codec_available(CODEC_FORMATS[c])]
+    for codec in missing:
+        _note(f"this Pillow cannot encode {codec}: skipped")
+    grid = {key: qualities for key, qualities in grid.items() if key[0] not in missing}
+    if not grid:
+        raise CliError("no codec left to measure")
+    return grid
+
+
+def _note(message: str) -> None:
+    print(f"superres: note: {message}", file=sys.stderr, flush=True)
+
+
+def _rd_line(row: dict) -> str:
+    """One BD row for people: each delta with the range it was averaged over, n/a where there is none."""
+    def number(key: str, form: str, unit: str = "") -> str:
+        value = row.get(key, math.nan)
+        return "n/a" if math.isnan(value) else format(value, form) + unit
+
+    line = f"{row['data']:<10} {row['codec']:<5} x{row['scale']} {row['model']:<20} BD-rate "
+    line += number("bd_rate", "+.1f", "%")
+    if "bd_psnr" in row:
+        line += (f" ({number('psnr_from', '.1f')}-{number('psnr_to', '.1f')} dB; cubic "
+                 f"{number('bd_rate_cubic', '+.1f', '%')})  BD-PSNR {number('bd_psnr', '+.2f', ' dB')} ("
+                 f"{number('bpp_from', '.3g')}-{number('bpp_to', '.3g')} bpp)  above the codec alone at "
+                 f"{row['better_bpp']} bpp  decode {row['decode_s']:.3f} s/img (codec alone "
+                 f"{row['codec_decode_s']:.3f})")
+    return line + (f"  [{row['reason']}]" if row.get("reason") else "")
+
+
+def cmd_rd(args: argparse.Namespace) -> int:
+    from superres import rd
+    from superres.report import plot_rate_distortion, write_table
+    from superres.runtime import resolve_device
+
+    folders = [Path(d) for d in args.data]
+    for folder in folders:
+        if not folder.is_dir():
+            raise CliError(f"{folder}: no such folder")
+    if len({f.name for f in folders}) < len(folders):
+        raise CliError("--data folders must have different names (each gets its own folder under --out)")
+    grid = _rd_grid(args)
+    plans = [(folder, rd.hr_paths(folder)[: args.max_images]) for folder in folders]
+    for folder, paths in plans:
+        if not paths:
+            raise CliError(f"{folder}: no images in it or in {folder / 'HR'}")
+    scales = sorted({scale for _, scale in grid})
+    models = {name: _load(name, args) for name in _comma_list(args.models) if name != rd.BICUBIC}
+    notes = rd.model_notes(scales, models)
+    for note in notes:
+        _note(note)
+    out = Path(args.out)
+    for folder, paths in plans:
+        def progress(done: int, total: int, name: str, seconds: float) -> None:
+            print(f"rd {folder.name}: {done}/{total} {name} ({seconds:.1f} s)", file=sys.stderr, flush=True)
+
+        rows = rd.measure(paths, grid, models, data=folder.name, tile=args.tile, on_image=progress)
+        mean = rd.mean_curves(rows)
+        bd = rd.bd_table(mean)
+        target = out / folder.name
+        write_table(rows, None, target / "rd.csv")
+        write_table(mean, target / "rd_mean.md", target / "rd_mean.csv")
+        if bd:
+            write_table(bd, target / "bd_rate.md", None)
+        else:
+            atomic_write_text(target / "bd_rate.md", "No upscaled curve: only scale 1 was measured.\n")
+        summary = {
+            "data": folder.name, "folder": str(folder), "images": len(paths), "border": max(scales),
+            "qualities": {f"{codec} x{scale}": [rd.quality_label(q) for q in qualities]
+                          for (codec, scale), qualities in grid.items()},
+            "models": {name: getattr(model.info, "name", name) for name, model in models.items()},
+            "device": str(resolve_device(args.device)), "precision": args.precision, "notes": notes,
+            "rows": rd.json_rows(rows), "mean": rd.json_rows(mean), "bd_rate": rd.json_rows(bd),
+        }
+        atomic_write_text(target / "rd.json", json.dumps(summary, indent=2) + "\n")
+        plot_rate_distortion(mean, target / f"rd_{folder.name}.png",
+                             title=f"{folder.name} ({len(paths)} images): store small, upscale later")
+        for row in bd:
+            print(_rd_line(row), flush=True)
+        print(f"wrote rd.csv, rd.json, rd_mean.md, rd_mean.csv, bd_rate.md and rd_{folder.name}.png in {target}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------- train
 def _config_overrides(args: argparse.Namespace) -> list[str]:
     """--set values, plus the GAN flags as the config keys they stand for."""
@@ -836,6 +954,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for benchmark.md, benchmark.csv and benchmark.json")
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_benchmark)
+
+    p = commands.add_parser("rd", help="rate-distortion: downscale + codec + upscaling against the codec alone")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="folders of ground-truth images: flat (Kodak24) or with HR/ (the benchmark layout)")
+    p.add_argument("--codecs", default="jpeg,webp,avif",
+                   help="comma-separated: jpeg, webp, avif (where Pillow has it), png (default: jpeg,webp,avif)")
+    p.add_argument("--scales", default="1,2,4", help="comma-separated, of 1, 2 and 4 (default: 1,2,4)")
+    p.add_argument("--models", default="bicubic,rescnn-x4-bicubic",
+                   help="comma-separated names or paths; each upscales at its own scale, bicubic at every scale "
+                        "(default: bicubic,rescnn-x4-bicubic)")
+    p.add_argument("--qualities", action="append", metavar="CODEC[:SCALE]=Q,Q,...",
+                   help="replace a codec's quality grid, at all scales or one (Q 0 to 100, or lossless for webp "
+                        "and png); repeatable (default: see superres.rd.DEFAULT_QUALITIES)")
+    p.add_argument("--max-images", type=at_least_one, help="only the first N images of each folder")
+    p.add_argument("--out", required=True, help="folder: one subfolder per data set with rd.csv, rd.json, "
+                   "rd_mean.md, bd_rate.md and rd_DATA.png")
+    runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
+    p.set_defaults(run=cmd_rd)
 
     p = commands.add_parser("compare", help="side-by-side figure of models' outputs with zoomed crops")
     p.add_argument("input", help="an LR image, or a folder of them (one figure each)")

@@ -499,21 +499,52 @@ def _write_png16(file: BinaryIO, samples: np.ndarray, icc_profile: bytes | None)
 # ---------------------------------------------------------------- codecs in memory
 
 
-def encode_decode(pixels: torch.Tensor, image_format: str, quality: int) -> tuple[torch.Tensor, int]:
-    """Compress (C, H, W) float pixels in [0, 1] with Pillow's real encoder ("JPEG", "WEBP", "AVIF") at `quality`
-    and decode them again: (the decoded pixels, shape and channels as given, 8-bit levels; the encoded size in
-    bytes). JPEG uses Pillow's defaults (4:2:0 chroma), as cameras and web pictures do."""
+CODEC_FORMATS: dict[str, str] = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
+LOSSLESS_FORMATS: frozenset[str] = frozenset({"WEBP", "PNG"})  # quality None: lossless; PNG is nothing else
+
+
+def codec_available(image_format: str) -> bool:
+    """True when this Pillow can encode `image_format` ("JPEG", "WEBP", "AVIF", "PNG"): AVIF needs Pillow 11.3+
+    built with libavif, WEBP libwebp."""
+    from PIL import features
+
+    Image.init()
+    library = {"WEBP": "webp", "AVIF": "avif"}.get(image_format)
+    return image_format in Image.SAVE and (library is None or bool(features.check(library)))
+
+
+def encode(pixels: torch.Tensor, image_format: str, quality: int | None) -> bytes:
+    """The file Pillow's real encoder makes of (C, H, W) float pixels in [0, 1] (rounded to 8 bits; C = 1 or 3):
+    "JPEG", "WEBP" or "AVIF" at `quality` (0..100), or lossless with `quality` None ("WEBP" lossless, "PNG").
+    Pillow's defaults otherwise: 4:2:0 chroma for JPEG, WEBP and AVIF, as cameras and web pictures use."""
     import io
 
-    samples = _to_samples(pixels, 8)
-    image = Image.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    if image_format == "PNG" and quality is not None:
+        raise ValueError("PNG is lossless only: give quality None")
+    if quality is None and image_format not in LOSSLESS_FORMATS:
+        raise ValueError(f"{image_format} has no lossless mode: give a quality")
+    options: dict[str, object] = {"lossless": True} if image_format == "WEBP" and quality is None else {}
+    if quality is not None:
+        options["quality"] = int(quality)
     buffer = io.BytesIO()
     try:
-        image.save(buffer, format=image_format, quality=int(quality))
+        _pil_image(_to_samples(pixels, 8)).save(buffer, format=image_format, **options)
     except (KeyError, OSError, ValueError) as error:
         raise ImageFileError(f"cannot encode {image_format} with this Pillow ({_one_line(error)})") from None
-    size = buffer.tell()
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        array = np.asarray(decoded.convert("L" if samples.shape[2] == 1 else "RGB"))
-    return _to_tensor(array.reshape(array.shape[0], array.shape[1], -1)), size
+    return buffer.getvalue()
+
+
+def decode(data: bytes, channels: int = 3) -> torch.Tensor:
+    """(channels, H, W) float32 on 8-bit levels from an encoded file in memory; channels 1 (gray) or 3 (RGB)."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as decoded:
+        array = np.asarray(decoded.convert("L" if channels == 1 else "RGB"))
+    return _to_tensor(array.reshape(array.shape[0], array.shape[1], -1))
+
+
+def encode_decode(pixels: torch.Tensor, image_format: str, quality: int | None) -> tuple[torch.Tensor, int]:
+    """`encode` then `decode`: (the decoded pixels, shape and channels as given, 8-bit levels; the encoded size in
+    bytes)."""
+    data = encode(pixels, image_format, quality)
+    return decode(data, pixels.shape[0]), len(data)

@@ -25,12 +25,18 @@ def _to_255(image: torch.Tensor) -> np.ndarray:
     return array.transpose(1, 2, 0)
 
 
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """Y of (H, W, 3) on 0..255, one element at a time: a matrix product's summation order depends on the memory
+    layout, so equal pixels stored differently (a channels-last tensor) would get Y values a rounding apart."""
+    return rgb[..., 0] * _Y_WEIGHTS[0] + rgb[..., 1] * _Y_WEIGHTS[1] + rgb[..., 2] * _Y_WEIGHTS[2] + 16.0
+
+
 def _prepare(sr: torch.Tensor, gt: torch.Tensor, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     if sr.shape != gt.shape:
         raise ValueError(f"image sizes differ: {tuple(sr.shape)} vs {tuple(gt.shape)}")
     a, b = _to_255(sr), _to_255(gt)
     if y_channel and a.shape[2] == 3:
-        a, b = a @ _Y_WEIGHTS + 16.0, b @ _Y_WEIGHTS + 16.0  # (H, W)
+        a, b = _luma(a), _luma(b)  # (H, W)
     elif a.shape[2] == 1 or y_channel:
         a, b = a[..., 0], b[..., 0]
     if crop_border:

@@ -1,9 +1,9 @@
-"""Figures: side-by-side comparisons with zoomed crops, learning curves, and result tables.
+"""Figures: side-by-side comparisons with zoomed crops, learning curves, rate-distortion plots, and result tables.
 
 Pure functions: nothing here prints or parses arguments. Images come in as float (3, H, W) RGB tensors in [0, 1]
 (grayscale (1, H, W) or (H, W) is shown as gray); figures come out as PIL images or PNG files written atomically.
-Learning curves use `matplotlib.figure.Figure` with the Agg canvas directly, never pyplot, so no state leaks
-between calls.
+Learning curves and rate-distortion plots use `matplotlib.figure.Figure` with the Agg canvas directly, never
+pyplot, so no state leaks between calls.
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ TEXT_COLOUR = (20, 20, 20)
 def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, write)
+
+
+def _save_png(fig: Any, out_png: str | os.PathLike[str]) -> Path:
+    """A matplotlib figure as a PNG, written atomically."""
+
+    def write(f: IO[bytes]) -> None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", facecolor="white")
+        f.write(buffer.getvalue())
+
+    return _write_atomic(out_png, write)
 
 
 def _to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
@@ -397,13 +408,67 @@ def plot_learning_curves(
             handles.setdefault(label, handle)
     fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=min(len(handles), 4),
                frameon=False)
+    return _save_png(fig, out_png)
 
-    def write(f: IO[bytes]) -> None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", facecolor="white")
-        f.write(buffer.getvalue())
 
-    return _write_atomic(out_png, write)
+# ---------------------------------------------------------------------------------------------------------------
+# Rate-distortion
+
+
+def plot_rate_distortion(rows: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], *,
+                         title: str | None = None) -> Path:
+    """PSNR-Y against bits per pixel (log x) from `superres.rd.mean_curves` rows: one panel per codec (shared y),
+    one line per scale x model in it, the codec alone (scale 1) black and bold, the upscaled curves in one colour
+    per scale x model, dashed at x2. An infinite PSNR (a lossless round trip) is drawn capped 2 dB above the highest
+    finite one, as an open triangle marked "inf". Writes the PNG atomically and returns its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    if not rows:
+        raise ValueError("plot_rate_distortion needs at least one row")
+    curves: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        curves.setdefault((row["codec"], row["scale"], row["model"]), []).append(row)
+    finite = [r["psnr_y"] for r in rows if math.isfinite(r["psnr_y"])]
+    cap = (max(finite) if finite else 50.0) + 2.0
+    codecs = list(dict.fromkeys(key[0] for key in curves))
+    pipelines = list(dict.fromkeys(key[1:] for key in curves if key[1] > 1))
+    fig = Figure(figsize=(1.0 + 4.2 * len(codecs), 5.4), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(codecs), sharey=True, squeeze=False)[0]
+    handles: dict[str, Any] = {}
+    for ax, codec in zip(axes, codecs):
+        for (name, scale, model), points in curves.items():
+            if name != codec:
+                continue
+            points = sorted(points, key=lambda r: r["bpp"])
+            bpp = np.array([p["bpp"] for p in points])
+            psnr = np.array([p["psnr_y"] for p in points])
+            capped = ~np.isfinite(psnr)
+            alone = scale == 1
+            colour = "black" if alone else f"C{pipelines.index((scale, model)) % 10}"
+            label = "x1: codec alone" if alone else f"x{scale} + {model}"
+            (line,) = ax.plot(bpp[~capped], psnr[~capped], color=colour, linestyle="--" if scale == 2 else "-",
+                              linewidth=2.6 if alone else 1.4, marker="o", markersize=3.5, label=label)
+            handles.setdefault(label, line)
+            if capped.any():
+                ax.plot(bpp[capped], np.full(int(capped.sum()), cap), linestyle="none", marker="^", markersize=9,
+                        markerfacecolor="white", color=colour)
+                for x in bpp[capped]:
+                    ax.annotate("inf", (x, cap), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+                handles.setdefault("lossless: inf dB, drawn capped", Line2D(
+                    [], [], linestyle="none", marker="^", markersize=9, markerfacecolor="white", color="black"))
+        ax.set_xscale("log")
+        ax.set_title(codec.upper())
+        ax.set_xlabel("bits per pixel of the full-size image")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("PSNR-Y (dB)")
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 5),
+               frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save_png(fig, out_png)
 
 
 # ---------------------------------------------------------------------------------------------------------------
