@@ -23,6 +23,7 @@ from superres.files import atomic_write_text
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 UPSCALE_WAIT = timedelta(days=7)  # under torchrun, ranks done with their share of a folder wait this long for the rest
+CONTENT_LOSSES = ("auto", "vgg54", "pixel-l1", "disc-features")  # superres.losses.CONTENT_LOSSES (without torch)
 
 
 class CliError(Exception):
@@ -861,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=250, help="moving-average window of the scores (default: 250)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--vgg-weights", help="VGG19 ImageNet weights file for the vgg54 content loss")
-    p.add_argument("--content-loss", choices=["vgg54", "pixel-l1", "disc-features"])
+    p.add_argument("--content-loss", choices=CONTENT_LOSSES, help="GAN content loss (default: the config's)")
     p.add_argument("--out", required=True, help="folder for sweep.md and sweep.csv")
     p.set_defaults(run=cmd_tune)
 
@@ -871,7 +872,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last good checkpoint")
     p.add_argument("--vgg-weights", help="VGG19 ImageNet weights file for the vgg54 content loss")
-    p.add_argument("--content-loss", choices=["vgg54", "pixel-l1", "disc-features"], help="GAN content loss")
+    p.add_argument("--content-loss", choices=CONTENT_LOSSES, help="GAN content loss (default: the config's; auto "
+                   "= vgg54 with a VGG19 file, else disc-features)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 
