@@ -524,21 +524,16 @@ def cmd_curves(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
-    from superres.losses import MissingWeightsError
-    from superres.runtime import autocast_for, resolve_device, resolve_precision
-    from superres.train import make_sampler
+    from superres.losses import MissingWeightsError, resolve_content_loss
+    from superres.runtime import resolve_device
+    from superres.train import TrainingError
     from superres.tune import format_markdown, run_sweep, write_csv
-    from superres.weights import load_model
 
     config = _load_config(args)
     if config.mode != "gan":
         raise CliError(f"{args.config}: the sweep needs a GAN config (mode = \"gan\")")
     device = resolve_device(config.train.device)
-    autocast = autocast_for(device, resolve_precision(config.train.precision, device))
-    sampler = make_sampler(config, device)
     batch = config.data.batch_size
-    base = load_model(config.gan.generator_weights, device=device)
-    d_args = {k: v for k, v in config.gan.d_args.items() if k not in ("hidden_layers", "activation")}
     started = time.perf_counter()
 
     def progress(setting, step: int, logs: dict[str, float]) -> None:
@@ -547,30 +542,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"step {step:>5}/{args.steps}  g/total {logs.get('g/total', float('nan')):.4g}", file=sys.stderr)
 
     try:
-        rows = run_sweep(
-            lambda g: sampler.sample(batch, g),
-            lambda: base,
-            steps=args.steps,
-            content_loss_kind=config.gan.content_loss,
-            seed=config.train.seed,
-            window=args.window,
-            progress=progress,
-            discriminator_kwargs=d_args,
-            vgg_weights=config.gan.vgg_weights,
-            adv_weight=config.gan.adv_weight,
-            device=device,
-            data_device=sampler.device,
-            autocast=autocast,
-        )
-    except MissingWeightsError as error:
-        raise CliError(str(error)) from None
+        rows = run_sweep(config, steps=args.steps, window=args.window, progress=progress)
+    except (MissingWeightsError, TrainingError) as error:
+        raise CliError(str(error).splitlines()[0]) from None
+    content_loss = resolve_content_loss(config.gan.content_loss, config.gan.vgg_weights)
     table = format_markdown(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     header = (
         f"GAN sweep: {args.steps} steps per setting, batch {batch}, {config.data.patch_size} px, content loss "
-        f"{config.gan.content_loss}, scores = moving averages over the last {args.window} steps; "
-        f"{(time.perf_counter() - started) / 60:.1f} min on {device.type}"
+        f"{content_loss}, adversarial loss {config.gan.adv_loss}, scores = moving averages over the last "
+        f"{args.window} steps; {(time.perf_counter() - started) / 60:.1f} min on {device.type}"
         + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "") + "\n\n"
     )
     atomic_write_text(out / "sweep.md", header + table)
