@@ -162,9 +162,12 @@ def frozen(module: nn.Module) -> Iterator[None]:
 class DiscriminatorLoss(nn.Module):
     """A distance between the discriminator's features of sr and of gt, averaged over `layers`.
 
-    `layers` index `discriminator.features(x)` (default: the discriminator's `content_layers`). D is frozen for the
-    call, so these losses never give D a gradient, and sr and gt go through D as one batch, so BatchNorm normalises
-    both with the same statistics. D is held by reference, not registered: it belongs to the training loop."""
+    `layers` index `discriminator.features(x)` (default: the discriminator's `content_layers`). Each layer's features
+    are divided by the root mean square of gt's (detached) before the distance, so the loss is relative: its size,
+    and so its weight, does not depend on how large a discriminator's features are (BatchNorm or spectral norm, and
+    as D trains). D is frozen for the call, so these losses never give D a gradient, and sr and gt go through D as
+    one batch, so BatchNorm normalises both with the same statistics. D is held by reference, not registered: it
+    belongs to the training loop."""
 
     def __init__(self, discriminator: nn.Module, layers: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -177,12 +180,17 @@ class DiscriminatorLoss(nn.Module):
     def forward(self, sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         with frozen(self.discriminator):
             features = self.discriminator.features(torch.cat([sr, gt]))  # each (2B, C_i, H_i, W_i)
-        pairs = ((f[: len(sr)], f[len(sr) :].detach()) for f in (features[i] for i in self.layers))
-        return torch.stack([self.distance(a.float(), b.float()) for a, b in pairs]).mean()
+        losses = []
+        for f in (features[i].float() for i in self.layers):
+            sr_f, gt_f = f[: len(sr)], f[len(sr) :].detach()
+            scale = gt_f.square().mean().sqrt().clamp_min(1e-8)  # gt's RMS feature
+            losses.append(self.distance(sr_f / scale, gt_f / scale))
+        return torch.stack(losses).mean()
 
 
 class DiscriminatorFeatureLoss(DiscriminatorLoss):
-    """Feature matching: the MSE between D's features of sr and gt (the content loss "disc-features")."""
+    """Feature matching: the MSE between D's features of sr and gt, relative to gt's mean square (the content loss
+    "disc-features")."""
 
     def distance(self, sr_features: torch.Tensor, gt_features: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(sr_features, gt_features)
