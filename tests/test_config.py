@@ -67,6 +67,11 @@ def test_overrides_are_toml_values_with_string_fallback():
         ("train.lr_milestones=[20, 10]", "lr_milestones"),
         ("train.lr", "section.key=value"),
         ("data.patch_size=90", "patch_size"),
+        ("gan.adv_loss='ragan'", "gan.adv_loss"),
+        ("gan.discriminator='patch'", "gan.discriminator"),
+        ("gan.fft_weight=-1", "gan.fft_weight"),
+        ("gan.content_loss='vgg22'", "gan.content_loss"),
+        ("train.ema_decay=1.0", "train.ema_decay"),
     ],
 )
 def test_bad_keys_and_values_are_clear_errors(override, message):

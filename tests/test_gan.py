@@ -6,8 +6,8 @@ import torch.nn.functional as F
 import torchvision
 
 from superres.gan import discriminator_step, gan_step, generator_step
-from superres.losses import CONTENT_LOSSES, build_content_loss
-from superres.models import Discriminator, ResCNN
+from superres.losses import CONTENT_LOSSES, build_content_loss, build_texture_losses
+from superres.models import Discriminator, ResCNN, UNetDiscriminator
 
 LOG_KEYS = {"g/content", "g/adv", "g/pixel", "g/total", "d/real", "d/fake", "d/acc_real", "d/acc_fake"}
 
@@ -22,10 +22,10 @@ def vgg_file(tmp_path_factory):
     return path
 
 
-def tiny_gan(seed=0, lr=1e-3):
+def tiny_gan(seed=0, lr=1e-3, unet=False):
     torch.manual_seed(seed)
     generator = ResCNN(channels=8, num_blocks=1)
-    discriminator = Discriminator(channels=4, hidden_features=16)
+    discriminator = UNetDiscriminator(channels=4) if unet else Discriminator(channels=4, hidden_features=16)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr)
     return generator, discriminator, opt_g, opt_d
@@ -44,20 +44,25 @@ def same(module, params):
     return all(torch.equal(p, params[k]) for k, p in module.named_parameters())
 
 
-def test_each_half_of_the_step_changes_only_its_own_network():
-    generator, discriminator, opt_g, opt_d = tiny_gan()
+@pytest.mark.parametrize("unet", [False, True])
+@pytest.mark.parametrize("adv_loss", ["vanilla", "relativistic"])
+def test_each_half_of_the_step_changes_only_its_own_network(adv_loss, unet):
+    generator, discriminator, opt_g, opt_d = tiny_gan(unet=unet)
     lq, gt = batch(1)
     g0, d0 = snapshot(generator), snapshot(discriminator)
+    texture = build_texture_losses(fft_weight=0.1, gram_weight=0.1, discriminator=discriminator)
     sr, g_logs = generator_step(
-        generator, discriminator, opt_g, lq, gt, content_loss=build_content_loss("pixel-l1"), adv_weight=1.0
-    )
+        generator, discriminator, opt_g, lq, gt, content_loss=build_content_loss("disc-features",
+        discriminator=discriminator), adv_weight=1.0, texture=texture, adv_loss=adv_loss,
+    )  # fmt: skip
     assert same(discriminator, d0) and not same(generator, g0)
     assert all(p.grad is None for p in discriminator.parameters())  # frozen: no gradient even accumulated
     assert not sr.requires_grad and sr.shape == gt.shape
     g1 = snapshot(generator)
-    d_logs = discriminator_step(discriminator, opt_d, sr, gt)
+    d_logs = discriminator_step(discriminator, opt_d, sr, gt, adv_loss=adv_loss)
     assert same(generator, g1) and not same(discriminator, d0)
-    assert set(g_logs) | set(d_logs) == LOG_KEYS
+    assert set(g_logs) | set(d_logs) == LOG_KEYS | {"g/fft", "g/gram"}
+    assert all(math.isfinite(v) for v in (g_logs | d_logs).values())
 
 
 @pytest.mark.parametrize("kind", CONTENT_LOSSES)
@@ -73,15 +78,27 @@ def test_five_gan_steps_stay_finite(kind, vgg_file):
     assert all(torch.isfinite(p).all() for p in [*generator.parameters(), *discriminator.parameters()])
 
 
-def test_total_is_content_plus_weighted_adversarial_and_pixel():
+def test_total_is_content_plus_weighted_adversarial_pixel_and_texture():
     generator, discriminator, opt_g, opt_d = tiny_gan()
     lq, gt = batch(2)
     logs = gan_step(
-        generator, discriminator, opt_g, opt_d, lq, gt,
-        content_loss=build_content_loss("pixel-l1"), adv_weight=0.5, pixel_weight=2.0,
+        generator, discriminator, opt_g, opt_d, lq, gt, content_loss=build_content_loss("pixel-l1"), adv_weight=0.5,
+        pixel_weight=2.0, texture=build_texture_losses(fft_weight=3.0),
     )  # fmt: skip
-    expected = logs["g/content"] + 0.5 * logs["g/adv"] + 2.0 * logs["g/pixel"]
+    expected = logs["g/content"] + 0.5 * logs["g/adv"] + 2.0 * logs["g/pixel"] + 3.0 * logs["g/fft"]
     assert logs["g/total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_per_pixel_discriminator_is_judged_pixel_by_pixel():
+    generator, discriminator, opt_g, opt_d = tiny_gan(unet=True)
+    discriminator.eval()  # no power iteration between the two looks: the same logits
+    lq, gt = batch(4)
+    with torch.no_grad():
+        real, fake = discriminator(gt), discriminator(generator(lq))  # (2, 1, 32, 32) each
+    logs = discriminator_step(discriminator, opt_d, generator(lq).detach(), gt, adv_loss="relativistic")
+    expected = ((real - fake.mean()) > 0).float().mean().item()  # the relative logits, over every pixel
+    assert logs["d/acc_real"] == pytest.approx(expected)
+    assert 0 < logs["d/acc_real"] < 1
 
 
 def test_the_step_runs_under_the_given_autocast():

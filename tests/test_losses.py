@@ -6,23 +6,28 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
+from superres import cli
 from superres.losses import (
     CONTENT_LOSSES,
     VGG19_ENV_VAR,
     VGG19_URL,
     DiscriminatorFeatureLoss,
+    DiscriminatorGramLoss,
     MissingWeightsError,
     VGGContentLoss,
     adversarial_loss,
     build_content_loss,
+    build_texture_losses,
     discriminator_loss,
+    fft_amplitude_loss,
     load_vgg54,
     pixel_l1,
     pixel_mse,
+    resolve_content_loss,
     resolve_vgg_weights,
     torchvision_cache_path,
 )
-from superres.models import Discriminator
+from superres.models import Discriminator, UNetDiscriminator
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +164,7 @@ def test_discriminator_features_loss_gives_d_no_gradient():
 
 
 def test_pixel_l1_content_loss_and_unknown_kind():
-    assert CONTENT_LOSSES == ("vgg54", "pixel-l1", "disc-features")
+    assert CONTENT_LOSSES == cli.CONTENT_LOSSES == ("auto", "vgg54", "pixel-l1", "disc-features")
     gt = torch.zeros(1, 3, 4, 4)
     assert build_content_loss("pixel-l1")(gt + 0.5, gt).item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown content loss"):
@@ -180,3 +185,89 @@ def test_adversarial_losses():
     assert real.item() < 1e-6 and fake.item() < 1e-6
     real, fake = discriminator_loss(zero, zero)
     assert real.item() == pytest.approx(math.log(2)) and fake.item() == pytest.approx(math.log(2))
+
+
+def test_auto_content_loss_is_vgg54_only_when_a_vgg19_file_is_given(no_weights, monkeypatch, vgg_file):
+    assert resolve_content_loss("auto") == "disc-features"
+    assert resolve_content_loss("auto", vgg_file) == "vgg54"
+    assert resolve_content_loss("pixel-l1", vgg_file) == "pixel-l1"
+    torch.manual_seed(0)
+    discriminator = Discriminator(channels=4, hidden_features=16)
+    assert isinstance(build_content_loss("auto", discriminator=discriminator), DiscriminatorFeatureLoss)
+    assert isinstance(build_content_loss("auto", vgg_weights=vgg_file), VGGContentLoss)
+    monkeypatch.setenv(VGG19_ENV_VAR, str(vgg_file))
+    assert resolve_content_loss("auto") == "vgg54"
+    monkeypatch.setenv(VGG19_ENV_VAR, str(no_weights / "gone.pth"))  # named but missing: vgg54's clear error
+    with pytest.raises(MissingWeightsError, match="gone.pth"):
+        build_content_loss("auto", discriminator=discriminator)
+
+
+def tiny_discriminators():
+    torch.manual_seed(0)
+    return [Discriminator(channels=4, hidden_features=16), UNetDiscriminator(channels=4)]
+
+
+@pytest.mark.parametrize("name", ["fft", "gram-srgan", "gram-unet", "features-unet"])
+def test_texture_and_feature_losses_are_zero_for_identical_images_and_differentiable_otherwise(name):
+    srgan, unet = tiny_discriminators()
+    loss_fn = {
+        "fft": fft_amplitude_loss,
+        "gram-srgan": DiscriminatorGramLoss(srgan),
+        "gram-unet": DiscriminatorGramLoss(unet),
+        "features-unet": DiscriminatorFeatureLoss(unet),
+    }[name]
+    gt = images(7)
+    assert loss_fn(gt, gt.clone()).item() == 0.0
+    sr = images(8).requires_grad_(True)
+    loss = loss_fn(sr, gt)
+    loss.backward()
+    assert loss.ndim == 0 and math.isfinite(loss.item()) and loss.item() > 0
+    assert torch.isfinite(sr.grad).all() and sr.grad.abs().sum() > 0
+    for d in (srgan, unet):  # frozen for the call: D gets no gradient and keeps its flags
+        assert all(p.grad is None and p.requires_grad for p in d.parameters())
+
+
+def test_fft_amplitude_loss_ignores_where_a_pattern_sits_but_not_how_strong_it_is():
+    gt = images(9)
+    shifted = gt.roll((3, 5), dims=(-2, -1))  # the same texture, moved (circularly): the same amplitude spectrum
+    assert fft_amplitude_loss(shifted, gt).item() < 1e-5 < pixel_l1(shifted, gt).item()
+    flat = gt.mean(dim=(-2, -1), keepdim=True).expand_as(gt)  # no texture at all
+    assert fft_amplitude_loss(flat, gt).item() > 0.01
+
+
+def test_texture_losses_are_built_only_with_a_weight():
+    srgan, _ = tiny_discriminators()
+    assert build_texture_losses() == {}
+    terms = build_texture_losses(fft_weight=0.5, gram_weight=2.0, discriminator=srgan)
+    assert {name: weight for name, (weight, _) in terms.items()} == {"fft": 0.5, "gram": 2.0}
+    with pytest.raises(ValueError, match="discriminator"):
+        build_texture_losses(gram_weight=1.0)
+
+
+def test_relativistic_losses_on_simple_logits():
+    softplus = torch.nn.functional.softplus
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([0.0, -2.0])  # means 1 and -1
+    # D: real relative to the mean fake, [3, 1], against real; fake relative to the mean real, [-1, -3], against fake
+    d_real, d_fake = discriminator_loss(real, fake, kind="relativistic")
+    assert d_real.item() == pytest.approx(float(softplus(-torch.tensor([3.0, 1.0])).mean()))
+    assert d_fake.item() == pytest.approx(float(softplus(torch.tensor([-1.0, -3.0])).mean()))
+    # G: the mirror image, both terms averaged
+    g = adversarial_loss(fake, real, kind="relativistic")
+    expected = 0.5 * (softplus(-torch.tensor([-1.0, -3.0])).mean() + softplus(torch.tensor([3.0, 1.0])).mean())
+    assert g.item() == pytest.approx(expected.item())
+    zero = torch.zeros(4)  # D cannot tell them apart: log 2 everywhere
+    assert adversarial_loss(zero, zero, kind="relativistic").item() == pytest.approx(math.log(2))
+    assert [v.item() for v in discriminator_loss(zero, zero, kind="relativistic")] == pytest.approx([math.log(2)] * 2)
+    # only the difference matters: shifting every logit changes nothing (vanilla does change)
+    assert adversarial_loss(fake + 5, real + 5, kind="relativistic").item() == pytest.approx(g.item())
+    assert adversarial_loss(fake + 5).item() != pytest.approx(adversarial_loss(fake).item())
+    with pytest.raises(ValueError, match="real images"):
+        adversarial_loss(fake, kind="relativistic")
+
+
+def test_adversarial_losses_take_per_pixel_logits():
+    logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    for kind in ("vanilla", "relativistic"):
+        loss = adversarial_loss(logits, torch.zeros(2, 1, 8, 8), kind=kind)
+        assert loss.ndim == 0 and loss.item() == pytest.approx(math.log(2))
+        assert all(part.ndim == 0 for part in discriminator_loss(logits, logits, kind=kind))

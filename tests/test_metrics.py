@@ -3,7 +3,10 @@ import math
 import pytest
 import torch
 
-from superres.metrics import gradient_energy, psnr, ssim
+import torch.nn.functional as F
+
+from superres.evaluate import score_image
+from superres.metrics import gradient_energy, periodic_energy, psnr, ssim
 
 
 def test_identical_images_give_infinite_psnr_and_unit_ssim(generator):
@@ -54,3 +57,34 @@ def test_blurring_lowers_gradient_energy(generator):
     image = torch.rand(3, 32, 32, generator=generator)
     blurred = torch.nn.functional.avg_pool2d(image[None], 3, 1, 1)[0]
     assert gradient_energy(blurred) < 0.5 * gradient_energy(image)
+
+
+def photo_like(generator, size=96) -> torch.Tensor:
+    """Smooth colour regions (random 12x12 colours, upscaled bicubically) with a little fine grain."""
+    small = torch.rand(1, 3, 12, 12, generator=generator)
+    smooth = F.interpolate(small, size=(size, size), mode="bicubic", align_corners=False)[0]
+    return (smooth + 0.02 * torch.randn(3, size, size, generator=generator)).clamp(0, 1)
+
+
+def test_a_checkerboard_scores_high_and_a_clean_upscale_low(generator):
+    gt = photo_like(generator)
+    pattern = torch.tensor([[1.0, -1, 1, -1], [0, 1, 0, -1], [-1, 1, -1, 1], [0, -1, 0, 1]])
+    checkered = (gt + 3 / 255 * pattern.repeat(24, 24)).clamp(0, 1)  # a 4-periodic pattern of +-3 levels
+    clean = F.interpolate(F.interpolate(gt[None], scale_factor=0.25, mode="bicubic", antialias=True),
+                          scale_factor=4, mode="bicubic").clamp(0, 1)[0]  # fmt: skip
+    assert score_image(gt, gt, scale=4)["checkerboard"] == pytest.approx(1.0)
+    assert score_image(checkered, gt, scale=4)["checkerboard"] > 3
+    assert score_image(clean, gt, scale=4)["checkerboard"] < 1.5
+    assert psnr(checkered, gt) > 40  # faint to PSNR, plain to this measure
+
+
+def test_periodic_energy_sees_only_its_own_period(generator):
+    flat = torch.full((3, 64, 64), 0.5)
+    stripes = flat.clone()
+    stripes[:, :, ::4] += 0.1  # 4-periodic along x
+    assert periodic_energy(flat) < 1e-20
+    assert periodic_energy(stripes) > 10
+    odd = flat.clone()
+    odd[:, :, ::5] += 0.1  # 5-periodic: off the 4-periodic bins
+    assert periodic_energy(odd) < 0.01 * periodic_energy(stripes)
+    assert periodic_energy(stripes[:, :63, :62]) == pytest.approx(periodic_energy(stripes[:, :60, :60]))  # cut to x4

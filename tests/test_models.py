@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from superres.models import ARCHS, GENERATORS, build_model, count_parameters
+from superres.models import ARCHS, DISCRIMINATORS, GENERATORS, build_model, count_parameters
+from superres.models.blocks import SubPixelUpsample
 
 TINY = {"cnn": {"channels": 8}, "rescnn": {"channels": 8, "num_blocks": 1}, "bicubic": {}}
 
@@ -72,4 +73,50 @@ def test_unknown_arch_and_activation_are_clear_errors():
         build_model("discriminator", activation="tanh")
     with pytest.raises(ValueError, match="scale"):
         build_model("rescnn", scale=5)
-    assert set(ARCHS) == {"bicubic", "cnn", "rescnn", "discriminator"}
+    assert set(ARCHS) == {"bicubic", "cnn", "rescnn", "discriminator", "unet-discriminator"}
+    assert set(DISCRIMINATORS.values()) <= set(ARCHS)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_icnr_starts_the_sub_pixel_conv_as_nearest_neighbour_upsampling(factor, generator):
+    stage = SubPixelUpsample(8, factor, torch.nn.Identity())
+    out = stage(torch.randn(2, 8, 5, 7, generator=generator))  # (2, 8, 5f, 7f)
+    blocks = out.unfold(2, factor, factor).unfold(3, factor, factor)  # (2, 8, 5, 7, f, f): one f x f block each
+    assert blocks.std(dim=(-2, -1)).max() < 1e-6  # constant within every block: no checkerboard at init
+    assert out.std() > 0.1  # and not constant everywhere
+
+
+@pytest.mark.parametrize("arch", ["cnn", "rescnn"])
+def test_generators_are_built_with_icnr(arch):
+    conv = build_model(arch, **TINY[arch]).upsample[0][0]  # the first stage's conv, 4 * C outputs
+    kernels = conv.weight.unflatten(0, (-1, 4))  # (C, 4, C, 3, 3): the 4 sub-pixels of each output channel
+    assert torch.equal(kernels, kernels[:, :1].expand_as(kernels))
+    assert torch.equal(conv.bias.unflatten(0, (-1, 4)), conv.bias.unflatten(0, (-1, 4))[:, :1].expand(-1, 4))
+
+
+def test_unet_discriminator_gives_a_logit_per_pixel_and_finite_gradients(generator):
+    d = build_model("unet-discriminator", channels=4)
+    x = torch.rand(2, 3, 32, 24, generator=generator, requires_grad=True)
+    logits = d(x)
+    assert logits.shape == (2, 1, 32, 24)
+    features = d.features(x)
+    assert [tuple(f.shape[1:]) for f in features] == [
+        (4, 32, 24), (8, 16, 12), (16, 8, 6), (32, 4, 3), (16, 8, 6), (8, 16, 12), (4, 32, 24), (4, 32, 24), (4, 32, 24)
+    ]  # stem, encoder, decoder (each with the encoder's skip), two refining convs
+    assert d.content_layers == (1, 2, 3)
+    logits.square().mean().backward()
+    for name, p in d.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert d(torch.rand(1, 3, 20, 20, generator=generator)).shape == (1, 1, 20, 20)  # sizes not divisible by 8
+
+
+def test_unet_discriminator_is_spectrally_normalised(generator):
+    d = build_model("unet-discriminator", channels=4).train()
+    x = torch.rand(2, 3, 16, 16, generator=generator)
+    for _ in range(30):  # power iteration: one step per training-mode forward
+        d(x)
+    conv = d.down[1]
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert sigma == pytest.approx(1.0, abs=0.05)
+    assert any("parametrizations.weight.original" in key for key in d.state_dict())

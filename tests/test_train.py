@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from superres.models import build_model
 from superres.loop import lr_at
 from superres.runfolder import run_config
 from superres.steps import is_collapsed, supervised_step
-from superres.train import TrainingError, train
+from superres.train import TrainingError, Validation, load_val_set, train
 from superres.weights import load_model, read_info, save_weights
 
 
@@ -113,8 +114,9 @@ def test_tiny_run_writes_the_run_folder(folders, tmp_path):
         train(config, tmp_path)
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(folders, tmp_path):
-    config = tiny_config(folders, steps=8, checkpoint_every=2, val_every=4)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_interrupted_then_resumed_equals_uninterrupted(folders, tmp_path, ema_decay):
+    config = tiny_config(folders, steps=8, checkpoint_every=2, val_every=4, ema_decay=ema_decay)
     train(config, tmp_path / "straight")
 
     def interrupt(step, total, numbers):
@@ -218,6 +220,66 @@ def test_gan_run_logs_both_networks_and_checkpoints_them(folders, tmp_path, gene
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").state
     assert set(state["models"]) == set(state["optimizers"]) == {"generator", "discriminator"}
     assert read_info(tmp_path / "run" / "best.safetensors").arch == "cnn"
+
+
+def test_gan_run_with_the_unet_discriminator_relativistic_and_texture_losses(folders, tmp_path, generator_weights):
+    config = gan_config(folders, generator_weights, discriminator="unet", d_args={"channels": 4},
+                        adv_loss="relativistic", content_loss="disc-features", fft_weight=0.5, gram_weight=2.0,
+                        d_betas=(0.5, 0.9))  # fmt: skip
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, ema_decay=0.5))
+    result = train(config, tmp_path / "run")
+    assert result.step == 4 and math.isfinite(result.metrics["val/psnr"])
+    rows = log_rows(tmp_path / "run")
+    assert {"g/fft", "g/gram", "g/adv", "d/acc_real"} <= {r["key"] for r in rows}
+    total = {k: float(r["value"]) for r in rows if r["step"] == "1" for k in [r["key"]]}
+    expected = (total["g/content"] + 1e-3 * total["g/adv"] + 0.5 * total["g/fft"] + 2.0 * total["g/gram"])
+    assert total["g/total"] == pytest.approx(expected, rel=1e-4)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").state
+    assert any("parametrizations" in key for key in state["models"]["discriminator"])
+    assert state["optimizers"]["discriminator"]["param_groups"][0]["betas"] == (0.5, 0.9)
+    recipe = read_info(tmp_path / "run" / "last.safetensors").recipe
+    assert (recipe["loss"], recipe["adv_loss"], recipe["discriminator"], recipe["ema_decay"]) == (
+        "disc-features", "relativistic", "unet", 0.5)
+    srgan = dataclasses.replace(config, gan=dataclasses.replace(config.gan, discriminator="srgan"))
+    with pytest.raises(TrainingError, match="gan.discriminator"):
+        train(srgan, tmp_path / "run", resume=True)
+    with pytest.raises(TrainingError, match="do not fit the unet discriminator"):
+        bad = dataclasses.replace(config.gan, d_args={"channels": 4, "hidden_layers": 1})
+        train(dataclasses.replace(config, gan=bad), tmp_path / "bad")
+
+
+def test_exported_weights_are_the_ema_and_validation_scores_them(folders, tmp_path):
+    config = tiny_config(folders, steps=4, checkpoint_every=4, val_every=4, lr=1e-2, ema_decay=0.5)
+    result = train(config, tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt").state
+    exported = load_file(tmp_path / "last.safetensors")
+    assert state["ema"]["updates"] == 4
+    for key, value in state["ema"]["module"].items():
+        torch.testing.assert_close(exported[key], value, rtol=0, atol=0, msg=key)
+    trained = state["models"]["generator"]
+    assert not torch.equal(exported["tail.weight"], trained["tail.weight"])  # averaged, not the last weights
+    assert all(torch.equal(exported[k], trained[k]) for k in trained if "running" in k)  # BN statistics: copied
+    pairs = load_val_set(config)
+    model = load_model(str(tmp_path / "last.safetensors"))
+    assert Validation(pairs, scale=4)(model)[0]["val/psnr"] == pytest.approx(result.metrics["val/psnr"], abs=1e-6)
+
+
+def test_ema_warms_up_then_keeps_its_decay():
+    from superres.ema import ModelEma
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.99)
+    assert [round(ema.current_decay(), 4) for _ in range(1)] == [0.1]  # (1 + 0) / (10 + 0)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].running_mean.fill_(3.0)
+    before = ema.module[0].weight.clone()
+    ema.update(model)
+    torch.testing.assert_close(ema.module[0].weight, 0.1 * before + 0.9 * torch.ones(2, 2))
+    assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))
+    ema.updates = 10_000
+    assert ema.current_decay() == 0.99
+    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
 
 
 def test_gan_collapse_stops_the_run(folders, tmp_path, generator_weights):

@@ -37,7 +37,7 @@ def measure(model, degradation: str) -> dict[str, float]:
     for key, folder, deg in [*folders, ("div2k_unknown", DATA / "div2k_unknown_x4", "div2k-unknown")]:
         result = evaluate(model, folder, model_name=model.info.name, degradation=deg, tile=256)
         tag = key if deg == "bicubic" or key == "div2k_unknown" else f"{key}_{deg}"  # say when LR was synthesised
-        for metric in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "sharpness"):
+        for metric in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "sharpness", "checkerboard"):
             metrics[f"{tag}/{metric}"] = round(getattr(result, metric), 4)
     return metrics
 
@@ -56,13 +56,14 @@ def card(name: str, info, metrics: dict, recipe: dict, params: int, note: str) -
         "",
         *(f"- {k}: {v}" for k, v in recipe.items()),
         "",
-        "## Measured with `superres evaluate` (border of 4 px cropped; sharpness = gradient energy SR / HR)",
+        "## Measured with `superres evaluate` (border of 4 px cropped; sharpness = gradient energy SR / HR;",
+        "checkerboard = spectral energy at the 4-periodic frequencies SR / HR, `superres.metrics.periodic_energy`)",
         "",
-        "| data | PSNR-Y | SSIM-Y | PSNR-RGB | SSIM-RGB | sharpness |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| data | PSNR-Y | SSIM-Y | PSNR-RGB | SSIM-RGB | sharpness | checkerboard |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r} | {metrics[r + '/psnr_y']:.2f} | {metrics[r + '/ssim_y']:.4f} | {metrics[r + '/psnr_rgb']:.2f} | "
-            f"{metrics[r + '/ssim_rgb']:.4f} | {metrics[r + '/sharpness']:.3f} |"
+            f"{metrics[r + '/ssim_rgb']:.4f} | {metrics[r + '/sharpness']:.3f} | {metrics[r + '/checkerboard']:.2f} |"
             for r in rows
         ),
         "",

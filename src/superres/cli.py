@@ -24,6 +24,7 @@ from superres.files import atomic_write_text
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 UPSCALE_WAIT = timedelta(days=7)  # under torchrun, ranks done with their share of a folder wait this long for the rest
+CONTENT_LOSSES = ("auto", "vgg54", "pixel-l1", "disc-features")  # superres.losses.CONTENT_LOSSES (without torch)
 
 
 class CliError(Exception):
@@ -282,13 +283,13 @@ def _gather_failures(world, failures: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- evaluate
 def _format_evaluation(result) -> str:
     lines = [f"{result.model} on {result.data} (x{result.scale}, {result.degradation} LR)", ""]
-    lines.append(f"{'image':<24} {'PSNR-Y':>8} {'SSIM-Y':>8} {'PSNR-RGB':>9} {'SSIM-RGB':>9} {'sharp':>6}")
-    for s in result.per_image:
-        lines.append(f"{s.name:<24} {s.psnr_y:8.2f} {s.ssim_y:8.4f} {s.psnr_rgb:9.2f} {s.ssim_rgb:9.4f} {s.sharpness:6.3f}")
-    lines.append(
-        f"{'mean of ' + str(result.images):<24} {result.psnr_y:8.2f} {result.ssim_y:8.4f} "
-        f"{result.psnr_rgb:9.2f} {result.ssim_rgb:9.4f} {result.sharpness:6.3f}"
-    )
+    lines.append(f"{'image':<24} {'PSNR-Y':>8} {'SSIM-Y':>8} {'PSNR-RGB':>9} {'SSIM-RGB':>9} {'sharp':>6} "
+                 f"{'checker':>7}")  # fmt: skip
+    for name, s in [*((s.name, s) for s in result.per_image), (f"mean of {result.images}", result)]:
+        lines.append(f"{name:<24} {s.psnr_y:8.2f} {s.ssim_y:8.4f} {s.psnr_rgb:9.2f} {s.ssim_rgb:9.4f} "
+                     f"{s.sharpness:6.3f} {s.checkerboard:7.2f}")  # fmt: skip
+    lines += ["", f"sharp, checker: gradient energy, and spectral energy at the {result.scale}-periodic frequencies "
+                  "(superres.metrics.periodic_energy), SR over HR (1.0 = as HR)"]
     return "\n".join(lines)
 
 
@@ -409,6 +410,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                     "psnr_rgb": result.psnr_rgb,
                     "ssim_rgb": result.ssim_rgb,
                     "sharpness": result.sharpness,
+                    "checkerboard": result.checkerboard,
                     "params": count_parameters(model),
                     "device": model_device(model).type,
                     "s_per_image": result.seconds_per_image,
@@ -417,7 +419,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                 print(
                     f"{name:<24} {folder.name:<18} {condition:<14} PSNR-Y {row['psnr_y']:6.2f}  "
                     f"SSIM-Y {row['ssim_y']:.4f}  PSNR-RGB {row['psnr_rgb']:6.2f}  sharp {row['sharpness']:.3f}  "
-                    f"{row['s_per_image']:.3f} s/img", flush=True
+                    f"checker {row['checkerboard']:.2f}  {row['s_per_image']:.3f} s/img", flush=True
                 )
     out = Path(args.out)
     write_table(rows, out / "benchmark.md", out / "benchmark.csv")
@@ -641,21 +643,16 @@ def cmd_curves(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
-    from superres.losses import MissingWeightsError
-    from superres.runtime import autocast_for, resolve_device, resolve_precision
-    from superres.train import make_sampler
+    from superres.losses import MissingWeightsError, resolve_content_loss
+    from superres.runtime import resolve_device
+    from superres.train import TrainingError
     from superres.tune import format_markdown, run_sweep, write_csv
-    from superres.weights import load_model
 
     config = _load_config(args)
     if config.mode != "gan":
         raise CliError(f"{args.config}: the sweep needs a GAN config (mode = \"gan\")")
     device = resolve_device(config.train.device)
-    autocast = autocast_for(device, resolve_precision(config.train.precision, device))
-    sampler = make_sampler(config, device)
     batch = config.data.batch_size
-    base = load_model(config.gan.generator_weights, device=device)
-    d_args = {k: v for k, v in config.gan.d_args.items() if k not in ("hidden_layers", "activation")}
     started = time.perf_counter()
 
     def progress(setting, step: int, logs: dict[str, float]) -> None:
@@ -664,30 +661,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   f"step {step:>5}/{args.steps}  g/total {logs.get('g/total', float('nan')):.4g}", file=sys.stderr)
 
     try:
-        rows = run_sweep(
-            lambda g: sampler.sample(batch, g),
-            lambda: base,
-            steps=args.steps,
-            content_loss_kind=config.gan.content_loss,
-            seed=config.train.seed,
-            window=args.window,
-            progress=progress,
-            discriminator_kwargs=d_args,
-            vgg_weights=config.gan.vgg_weights,
-            adv_weight=config.gan.adv_weight,
-            device=device,
-            data_device=sampler.device,
-            autocast=autocast,
-        )
-    except MissingWeightsError as error:
-        raise CliError(str(error)) from None
+        rows = run_sweep(config, steps=args.steps, window=args.window, progress=progress)
+    except (MissingWeightsError, TrainingError) as error:
+        raise CliError(str(error).splitlines()[0]) from None
+    content_loss = resolve_content_loss(config.gan.content_loss, config.gan.vgg_weights)
     table = format_markdown(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     header = (
         f"GAN sweep: {args.steps} steps per setting, batch {batch}, {config.data.patch_size} px, content loss "
-        f"{config.gan.content_loss}, scores = moving averages over the last {args.window} steps; "
-        f"{(time.perf_counter() - started) / 60:.1f} min on {device.type}"
+        f"{content_loss}, adversarial loss {config.gan.adv_loss}, scores = moving averages over the last "
+        f"{args.window} steps; {(time.perf_counter() - started) / 60:.1f} min on {device.type}"
         + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "") + "\n\n"
     )
     atomic_write_text(out / "sweep.md", header + table)
@@ -997,7 +981,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=250, help="moving-average window of the scores (default: 250)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--vgg-weights", help="VGG19 ImageNet weights file for the vgg54 content loss")
-    p.add_argument("--content-loss", choices=["vgg54", "pixel-l1", "disc-features"])
+    p.add_argument("--content-loss", choices=CONTENT_LOSSES, help="GAN content loss (default: the config's)")
     p.add_argument("--out", required=True, help="folder for sweep.md and sweep.csv")
     p.set_defaults(run=cmd_tune)
 
@@ -1007,7 +991,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last good checkpoint")
     p.add_argument("--vgg-weights", help="VGG19 ImageNet weights file for the vgg54 content loss")
-    p.add_argument("--content-loss", choices=["vgg54", "pixel-l1", "disc-features"], help="GAN content loss")
+    p.add_argument("--content-loss", choices=CONTENT_LOSSES, help="GAN content loss (default: the config's; auto "
+                   "= vgg54 with a VGG19 file, else disc-features)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 

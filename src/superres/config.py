@@ -28,7 +28,8 @@ from typing import Any
 
 from superres.data.conditions import CONDITIONS
 from superres.data.degrade import DEGRADATIONS, make_params
-from superres.losses import CONTENT_LOSSES, PIXEL_LOSSES
+from superres.losses import ADVERSARIAL_LOSSES, CONTENT_LOSSES, PIXEL_LOSSES
+from superres.models import DISCRIMINATORS
 from superres.runtime import PRECISIONS
 
 MODES = ("supervised", "gan")
@@ -86,6 +87,7 @@ class TrainConfig:
     # LR instead of the training degradation: val/psnr is their mean, val/psnr/NAME each one
     checkpoint_every: int = 1000
     max_minutes: float = 0.0  # wall-clock budget of one train() call; 0 = none. Stops cleanly (checkpoint, weights)
+    ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of G's weights (superres.ema)
 
 
 @dataclass(frozen=True)
@@ -96,16 +98,24 @@ class GanConfig:
     d/real + d/fake is below `collapse_d_loss` (D separates everything with certainty), or when D rejects every
     fake (d/acc_fake == 1) while the unweighted generator adversarial loss g/adv exceeds `collapse_g_adv` (G is
     pushed nowhere useful). `collapse_patience` consecutive collapsed windows stop the run with TrainingError;
-    0 turns the check off."""
+    0 turns the check off.
+
+    G's loss: content + adv_weight * adversarial + pixel_weight * L1 + fft_weight * FFT amplitude L1 + gram_weight *
+    L1 of Gram matrices of D's features (superres.losses). Only "vgg54" needs a pretrained network."""
 
     generator_weights: str = ""  # a shipped weights name or a .safetensors path
-    content_loss: str = "vgg54"  # "vgg54" | "pixel-l1" | "disc-features"
+    # "auto" = "vgg54" when a VGG19 file is given (vgg_weights or $SUPERRES_VGG19_WEIGHTS), else "disc-features"
+    content_loss: str = "auto"  # "auto" | "vgg54" | "pixel-l1" | "disc-features"
     vgg_weights: str | None = None  # path to VGG19 weights for "vgg54" (no downloads at train time)
+    adv_loss: str = "vanilla"  # "vanilla" (SRGAN) | "relativistic" (ESRGAN's relativistic average GAN)
     adv_weight: float = 1e-3
     pixel_weight: float = 0.0
+    fft_weight: float = 0.0  # texture: L1 between the amplitude spectra of sr and gt
+    gram_weight: float = 0.0  # texture: L1 between Gram matrices of D's features of sr and gt
+    discriminator: str = "srgan"  # "srgan" (10 blocks, one logit per image) | "unet" (spectral norm, one per pixel)
     d_lr: float = 1e-4  # follows the same milestones as train.lr
     d_betas: tuple[float, float] = (0.9, 0.999)
-    d_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the "discriminator" architecture
+    d_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the discriminator's architecture
     collapse_patience: int = 10
     collapse_d_loss: float = 1e-3
     collapse_g_adv: float = 10.0
@@ -139,6 +149,12 @@ def check_values(config: RunConfig) -> None:
     check(config.mode == "gan" or bool(config.model.arch), "model.arch is required in supervised mode")
     check(config.mode == "supervised" or bool(g.generator_weights), "gan.generator_weights is required in gan mode")
     check(g.content_loss in CONTENT_LOSSES, f"gan.content_loss must be one of {CONTENT_LOSSES}, got {g.content_loss!r}")
+    check(g.adv_loss in ADVERSARIAL_LOSSES, f"gan.adv_loss must be one of {ADVERSARIAL_LOSSES}, got {g.adv_loss!r}")
+    check(g.discriminator in DISCRIMINATORS,
+          f"gan.discriminator must be one of {tuple(DISCRIMINATORS)}, got {g.discriminator!r}")  # fmt: skip
+    for key in ("adv_weight", "pixel_weight", "fft_weight", "gram_weight"):
+        check(getattr(g, key) >= 0, f"gan.{key} must be >= 0")
+    check(0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
     check(t.loss in PIXEL_LOSSES, f"train.loss must be one of {tuple(PIXEL_LOSSES)}, got {t.loss!r}")
     check(t.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
     unknown = [c for c in t.val_conditions if c not in CONDITIONS]

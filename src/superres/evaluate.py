@@ -15,7 +15,7 @@ from superres.data import find_pairs
 from superres.data.conditions import CONDITIONS, condition_lq
 from superres.imageio import read_picture
 from superres.inference import model_device, upscale
-from superres.metrics import gradient_energy, psnr, ssim
+from superres.metrics import gradient_energy, periodic_energy, psnr, ssim
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class ImageScore:
     psnr_rgb: float
     ssim_rgb: float
     sharpness: float  # gradient energy of SR over that of HR
+    checkerboard: float  # spectral energy at the scale-periodic frequencies, SR over HR (metrics.periodic_energy)
     seconds: float
 
 
@@ -41,6 +42,7 @@ class Evaluation:
     psnr_rgb: float
     ssim_rgb: float
     sharpness: float
+    checkerboard: float
     seconds_per_image: float
     per_image: list[ImageScore] = field(default_factory=list)
 
@@ -57,8 +59,14 @@ def _synchronize(model: nn.Module) -> None:
         torch.cuda.synchronize()
 
 
+def ratio(measure: Callable[..., float], sr: torch.Tensor, gt: torch.Tensor, **kwargs) -> float:
+    """measure(sr) / measure(gt): 1.0 where SR has as much of it as HR."""
+    return measure(sr, **kwargs) / max(measure(gt, **kwargs), 1e-12)
+
+
 def score_image(sr: torch.Tensor, gt: torch.Tensor, *, scale: int) -> dict[str, float]:
-    """All metrics for one output against its ground truth; (1, H, W) ground truth counts as Y."""
+    """All metrics for one output against its ground truth; (1, H, W) ground truth counts as Y. The checkerboard
+    measure looks at patterns that repeat every `scale` output pixels (every 4 for a x4 model, which includes 2)."""
     if gt.shape[0] == 1:
         sr = sr.mean(0, keepdim=True)
     border = scale
@@ -67,7 +75,8 @@ def score_image(sr: torch.Tensor, gt: torch.Tensor, *, scale: int) -> dict[str, 
         "ssim_y": ssim(sr, gt, crop_border=border, y_channel=True),
         "psnr_rgb": psnr(sr, gt, crop_border=border, y_channel=False),
         "ssim_rgb": ssim(sr, gt, crop_border=border, y_channel=False),
-        "sharpness": gradient_energy(sr, crop_border=border) / max(gradient_energy(gt, crop_border=border), 1e-12),
+        "sharpness": ratio(gradient_energy, sr, gt, crop_border=border),
+        "checkerboard": ratio(periodic_energy, sr, gt, crop_border=border, period=scale),
     }
 
 
@@ -131,6 +140,7 @@ def evaluate(
         psnr_rgb=_mean([s.psnr_rgb for s in scores]),
         ssim_rgb=_mean([s.ssim_rgb for s in scores]),
         sharpness=_mean([s.sharpness for s in scores]),
+        checkerboard=_mean([s.checkerboard for s in scores]),
         seconds_per_image=_mean([s.seconds for s in scores]),
         per_image=scores,
     )

@@ -5,8 +5,10 @@
 
 Steps count optimizer updates: after step k the model has been updated k times, and the k-th update used
 `lr_at(k - 1, t)`. Logging, validation and checkpoints happen after steps that are multiples of their `*_every`,
-and all three after the last step (or when `t.max_minutes` runs out). Without a folder and a validation (a sweep
-that wants numbers, not files) the loop only steps, logs into `history` and stops on non-finite numbers.
+and all three after the last step (or when `t.max_minutes` runs out). Validation and the weights files take the
+step's `inference_model` (the EMA of the generator's weights when train.ema_decay > 0). Without a folder and a
+validation (a sweep that wants numbers, not files) the loop only steps, logs into `history` and stops on
+non-finite numbers.
 
 In a job of several processes every rank runs this loop on its own patches; the logged numbers are means over the
 ranks (one all-reduce per log window), so every rank takes the same decisions (stop on NaN or collapse, stop on
@@ -190,20 +192,21 @@ class Loop:
                 if stop is not None:
                     raise self.error(*stop)
             if do_val and self.validate is not None:
-                metrics, images = self.validate(self.train_step.generator)  # fp32: comparable across runs and devices
+                # fp32: comparable across runs and devices
+                metrics, images = self.validate(self.train_step.inference_model)
                 write(step, metrics)
                 if folder is not None:
                     folder.log_images(step, images)
                     if self.best_psnr is None or metrics["val/psnr"] > self.best_psnr:
                         self.best_psnr = metrics["val/psnr"]
-                        folder.save_weights("best.safetensors", self.train_step.generator, step=step,
+                        folder.save_weights("best.safetensors", self.train_step.inference_model, step=step,
                                             seconds=self.seconds(), metrics=metrics)  # fmt: skip
                     folder.plot_curves()
             if do_checkpoint:
                 state = self.state_dict()
                 if folder is not None:
                     folder.save_checkpoint(state)
-                    folder.save_weights("last.safetensors", self.train_step.generator, step=step,
+                    folder.save_weights("last.safetensors", self.train_step.inference_model, step=step,
                                         seconds=self.seconds(), metrics=metrics)  # fmt: skip
             if do_log or do_val or do_checkpoint:
                 window_start += time.perf_counter() - synced  # speed/steps_per_s counts training time only

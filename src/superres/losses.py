@@ -1,8 +1,10 @@
-"""Training losses: pixel, content (VGG19 "VGG54", pixel L1, or discriminator features) and adversarial.
+"""Training losses: pixel, content (VGG19 "VGG54", pixel L1, or discriminator features), texture (FFT amplitude,
+Gram matrices of discriminator features) and adversarial (vanilla or relativistic average).
 
 Networks come in as arguments; nothing here trains or prints. The VGG19 weights are never downloaded: they are found
 by `resolve_vgg_weights` (flag, environment variable, torchvision's cache) or a `MissingWeightsError` says how to get
-them and which content losses need no file.
+them and which content losses need no file. Every loss but VGG54 needs no pretrained network: the content loss
+"auto" is VGG54 when a VGG19 file is given and the discriminator's features otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-CONTENT_LOSSES = ("vgg54", "pixel-l1", "disc-features")
+CONTENT_LOSSES = ("auto", "vgg54", "pixel-l1", "disc-features")
+ADVERSARIAL_LOSSES = ("vanilla", "relativistic")
 
 VGG19_ENV_VAR = "SUPERRES_VGG19_WEIGHTS"
 VGG19_URL = torchvision.models.VGG19_Weights.IMAGENET1K_V1.url  # .../vgg19-dcbb9e9d.pth
@@ -156,30 +159,92 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class DiscriminatorFeatureLoss(nn.Module):
-    """Mean over `layers` of the MSE between the discriminator's block outputs for sr and for gt (gt's detached).
+class DiscriminatorLoss(nn.Module):
+    """A distance between the discriminator's features of sr and of gt, averaged over `layers`.
 
-    `layers` index `Discriminator.features(x)` from 0; the default takes the last block at 1/4, 1/8 and 1/16 of the
-    input size (blocks 5, 6 and 10), a choice of this package, not of a paper. D is frozen for the call, so this loss
-    never gives D a gradient, and sr and gt go through D as one batch, so BatchNorm normalises both with the same
-    statistics. D is held by reference, not registered: it belongs to the training loop."""
+    `layers` index `discriminator.features(x)` (default: the discriminator's `content_layers`). Each layer's features
+    are divided by the root mean square of gt's (detached) before the distance, so the loss is relative: its size,
+    and so its weight, does not depend on how large a discriminator's features are (BatchNorm or spectral norm, and
+    as D trains). D is frozen for the call, so these losses never give D a gradient, and sr and gt go through D as
+    one batch, so BatchNorm normalises both with the same statistics. D is held by reference, not registered: it
+    belongs to the training loop."""
 
-    def __init__(self, discriminator: nn.Module, layers: Sequence[int] = (4, 5, 9)) -> None:
+    def __init__(self, discriminator: nn.Module, layers: Sequence[int] | None = None) -> None:
         super().__init__()
         object.__setattr__(self, "discriminator", discriminator)  # a reference: not a submodule, not in state_dict
-        self.layers = tuple(layers)
+        self.layers = tuple(discriminator.content_layers if layers is None else layers)
+
+    def distance(self, sr_features: torch.Tensor, gt_features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         with frozen(self.discriminator):
             features = self.discriminator.features(torch.cat([sr, gt]))  # each (2B, C_i, H_i, W_i)
-        losses = [F.mse_loss(f[: len(sr)], f[len(sr) :].detach()) for f in (features[i] for i in self.layers)]
+        losses = []
+        for f in (features[i].float() for i in self.layers):
+            sr_f, gt_f = f[: len(sr)], f[len(sr) :].detach()
+            scale = gt_f.square().mean().sqrt().clamp_min(1e-8)  # gt's RMS feature
+            losses.append(self.distance(sr_f / scale, gt_f / scale))
         return torch.stack(losses).mean()
+
+
+class DiscriminatorFeatureLoss(DiscriminatorLoss):
+    """Feature matching: the MSE between D's features of sr and gt, relative to gt's mean square (the content loss
+    "disc-features")."""
+
+    def distance(self, sr_features: torch.Tensor, gt_features: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(sr_features, gt_features)
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C): channel co-activations, divided by C*H*W (independent of size and width)."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+class DiscriminatorGramLoss(DiscriminatorLoss):
+    """Texture: the L1 distance between Gram matrices of D's features of sr and gt. A Gram matrix keeps which
+    features occur together and drops where, so this asks for the same kind of texture, not the same pixels."""
+
+    def distance(self, sr_features: torch.Tensor, gt_features: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(gram(sr_features), gram(gt_features))
+
+
+def amplitude_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H, W/2 + 1): |rfft2| of each channel, orthonormal (Parseval: the same energy), fp32."""
+    return torch.fft.rfft2(images.float(), norm="ortho").abs()
+
+
+def fft_amplitude_loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """L1 between the amplitude spectra of sr and gt (see `amplitude_spectrum`).
+
+    Phase is left out, so a texture that is as strong as gt's at each frequency scores well wherever its details sit;
+    too little fine detail (blur) and too much at a few frequencies (a checkerboard's peaks at multiples of 1/4 of
+    the size) both cost."""
+    return F.l1_loss(amplitude_spectrum(sr), amplitude_spectrum(gt))
+
+
+class FFTAmplitudeLoss(nn.Module):
+    def forward(self, sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        return fft_amplitude_loss(sr, gt)
+
+
+def resolve_content_loss(kind: str, vgg_weights: str | os.PathLike | None = None) -> str:
+    """"auto" is "vgg54" when a VGG19 file is given (`vgg_weights`, i.e. gan.vgg_weights or --vgg-weights, or
+    $SUPERRES_VGG19_WEIGHTS) and "disc-features" otherwise; torchvision's cache alone does not switch it, so what a
+    machine happens to hold never changes a run. Other kinds are returned as they are."""
+    if kind != "auto":
+        return kind
+    return "vgg54" if vgg_weights or os.environ.get(VGG19_ENV_VAR) else "disc-features"
 
 
 def build_content_loss(
     kind: str, *, vgg_weights: str | os.PathLike | None = None, discriminator: nn.Module | None = None
 ) -> nn.Module:
-    """"vgg54" (needs the VGG19 file, see `resolve_vgg_weights`), "pixel-l1", or "disc-features" (needs D)."""
+    """"vgg54" (needs the VGG19 file, see `resolve_vgg_weights`), "pixel-l1", "disc-features" (needs D), or "auto"
+    (see `resolve_content_loss`)."""
+    kind = resolve_content_loss(kind, vgg_weights)
     if kind == "vgg54":
         return VGGContentLoss(load_vgg54(resolve_vgg_weights(vgg_weights)))
     if kind == "pixel-l1":
@@ -191,16 +256,53 @@ def build_content_loss(
     raise ValueError(f"unknown content loss {kind!r}; known: {', '.join(CONTENT_LOSSES)}")
 
 
+def build_texture_losses(*, fft_weight: float = 0.0, gram_weight: float = 0.0,
+                         discriminator: nn.Module | None = None) -> dict[str, tuple[float, nn.Module]]:  # fmt: skip
+    """The texture terms with a weight above 0, by log name: {"fft": (fft_weight, loss), "gram": (...)}."""
+    terms: dict[str, tuple[float, nn.Module]] = {}
+    if fft_weight > 0:
+        terms["fft"] = (fft_weight, FFTAmplitudeLoss())
+    if gram_weight > 0:
+        if discriminator is None:
+            raise ValueError("the Gram texture loss needs the discriminator")
+        terms["gram"] = (gram_weight, DiscriminatorGramLoss(discriminator))
+    return terms
+
+
 # Adversarial losses ------------------------------------------------------------------------------------------------
 
 
-def adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """The generator's loss: D should call its output real."""
-    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Binary cross-entropy of logits (one per image or one per pixel, averaged) against all-real or all-fake."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(real part, fake part): BCE of real logits against ones and of fake logits against zeros."""
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real, fake
+def adversarial_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None, *,
+                     kind: str = "vanilla") -> torch.Tensor:  # fmt: skip
+    """The generator's loss. "vanilla": D should call its output real. "relativistic" (ESRGAN's relativistic average
+    GAN; needs `real_logits`, which the caller detaches): D should find the output more real than the average real
+    image, and the real images less real than the average output; the mean of the two terms. Averages are over all
+    logits of the other batch (every image, and every pixel for a per-pixel D)."""
+    if kind == "vanilla":
+        return bce(fake_logits, True)
+    if real_logits is None:
+        raise ValueError("the relativistic adversarial loss needs the logits of the real images")
+    return 0.5 * (bce(fake_logits - real_logits.mean(), True) + bce(real_logits - fake_logits.mean(), False))
+
+
+def discriminator_logits(real_logits: torch.Tensor, fake_logits: torch.Tensor, *,
+                         kind: str = "vanilla") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """What D's loss judges: the logits themselves ("vanilla"), or each relative to the other batch's mean
+    ("relativistic"). A logit above 0 means "real"."""
+    if kind == "vanilla":
+        return real_logits, fake_logits
+    return real_logits - fake_logits.mean(), fake_logits - real_logits.mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, *,
+                       kind: str = "vanilla") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(real part, fake part): BCE of the real images' (relative) logits against real and of the fakes' against
+    fake. Give the raw logits; `kind` says how they are judged (see `discriminator_logits`)."""
+    real, fake = discriminator_logits(real_logits, fake_logits, kind=kind)
+    return bce(real, True), bce(fake, False)

@@ -2,7 +2,8 @@
 
 PSNR and SSIM follow the published x4 tables (MATLAB `rgb2ycbcr`, SSIM with an 11x11 Gaussian window of sigma 1.5,
 as scikit-image computes it with `gaussian_weights=True, use_sample_covariance=False`). Inputs are (C, H, W) float
-tensors in [0, 1]; C = 1 counts as Y already.
+tensors in [0, 1]; C = 1 counts as Y already. Two measures of this package's own compare SR with HR by ratio
+(1.0 = as HR): `gradient_energy` (sharpness) and `periodic_energy` (checkerboard artifacts).
 """
 
 from __future__ import annotations
@@ -79,3 +80,29 @@ def gradient_energy(image: torch.Tensor, *, crop_border: int = 0) -> float:
     kernels = torch.stack([sobel, sobel.T])[:, None]  # (2, 1, 3, 3)
     grad = torch.nn.functional.conv2d(y, kernels)  # (1, 2, H-2, W-2)
     return float(grad.pow(2).sum(1).sqrt().mean())
+
+
+def periodic_energy(image: torch.Tensor, *, period: int = 4, crop_border: int = 0) -> float:
+    """Spectral energy of the luma at the frequencies of a `period`-periodic pattern: a checkerboard measure.
+
+    A x4 model's sub-pixel or transposed-conv artifacts repeat every 4 output pixels (and every 2), so their energy
+    sits at the frequencies k/4 cycles per pixel on each axis. Definition: Y on the 0..255 scale (border cropped,
+    then the bottom and right cut to a multiple of `period`, so those frequencies fall on exact FFT bins), its mean
+    removed, times a 2-D periodic Hann window (so the image's own edges do not leak along the axes); the power
+    spectrum |FFT|^2 summed over a 3x3-bin window (the Hann main lobe) around each (k*H/period, l*W/period),
+    k, l = 0..period-1, except the DC term (0, 0), and divided by the number of pixels. Compare SR with HR by ratio,
+    `periodic_energy(sr) / periodic_energy(gt)`: 1.0 for HR itself, below 1 for a blurry output, above 1 where
+    the output has a periodic pattern the HR has not."""
+    y, _ = _prepare(image, image, crop_border, y_channel=True)
+    h, w = y.shape[0] // period * period, y.shape[1] // period * period
+    y = torch.from_numpy(y[:h, :w])  # (h, w) float64
+    window = torch.outer(torch.hann_window(h, dtype=torch.float64), torch.hann_window(w, dtype=torch.float64))
+    power = torch.fft.fft2((y - y.mean()) * window).abs().square()  # (h, w)
+    peaks = torch.zeros(h, w, dtype=torch.bool)
+    peaks[:: h // period, :: w // period] = True  # (k*h/period, l*w/period)
+    peaks[0, 0] = False  # DC: the mean, not a pattern
+    near = torch.zeros_like(peaks)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near |= peaks.roll((dy, dx), (0, 1))  # frequencies wrap around: bin -1 is bin h-1
+    return float(power[near].sum()) / (h * w)

@@ -525,7 +525,8 @@ def write_table(
 
 def condition_matrix(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown tables of benchmark rows, one per data set: models as rows, test conditions as columns, each
-    cell "Y PSNR / Y SSIM", the best PSNR of each column in bold."""
+    cell "Y PSNR / Y SSIM / sharpness / checkerboard" (the last two SR over HR, 1.0 = as HR), the best PSNR of
+    each column in bold."""
     sections = []
     for data in dict.fromkeys(r["data"] for r in rows):
         subset = [r for r in rows if r["data"] == data]
@@ -533,13 +534,14 @@ def condition_matrix(rows: Sequence[dict[str, Any]]) -> str:
         conditions = list(dict.fromkeys(r["degradation"] for r in subset))
         cell = {(r["model"], r["degradation"]): r for r in subset}
         best = {c: max(r["psnr_y"] for r in subset if r["degradation"] == c) for c in conditions}
-        lines = [f"**{data}** ({subset[0]['images']} images), Y PSNR / SSIM", "",
+        lines = [f"**{data}** ({subset[0]['images']} images), Y PSNR / SSIM / sharpness / checkerboard", "",
                  "| model | " + " | ".join(conditions) + " |", "|---|" + "---:|" * len(conditions)]
         for model in models:
             cells = []
             for c in conditions:
                 r = cell.get((model, c))
-                text = "" if r is None else f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f}"
+                text = "" if r is None else (f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} / {r['sharpness']:.2f} / "
+                                             f"{r['checkerboard']:.2f}")  # fmt: skip
                 cells.append(f"**{text}**" if r is not None and r["psnr_y"] == best[c] else text)
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))

@@ -4,10 +4,11 @@
 - `GanStep`: freeze D, step G; unfreeze D, step D (`superres.gan`), and the collapse rule of `GanConfig`.
 
 Both show the loop (`superres.loop`) the same face: `step(lq, gt)` returns the numbers to log (tensors stay on the
-device), `networks`, `optimizers` and `base_lrs` by name, `generator` (unwrapped: what is validated and saved),
+device), `networks`, `optimizers` and `base_lrs` by name, `generator` (unwrapped: what trains), `inference_model`
+(what is validated and saved: the EMA of the generator's weights with train.ema_decay > 0, else the generator),
 `check(step, means)` after each log window (a reason to stop, or None), and `state_dict()` / `load_state_dict()`
-for checkpoints. In a job of several processes the networks train through DistributedDataParallel, which averages
-the gradients over the ranks; `networks` keeps the unwrapped modules.
+for checkpoints (with the EMA's weights and update count). In a job of several processes the networks train through
+DistributedDataParallel, which averages the gradients over the ranks; `networks` keeps the unwrapped modules.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from torch import nn
 
 from superres.config import GanConfig, TrainConfig
 from superres.distributed import World, data_parallel
+from superres.ema import ModelEma
 from superres.gan import discriminator_step, generator_step
-from superres.losses import PIXEL_LOSSES
+from superres.losses import PIXEL_LOSSES, build_texture_losses
 from superres.runtime import autocast_for
 
 Stop = tuple[str, str]  # (what went wrong, what to change), for a one-line TrainingError
@@ -58,15 +60,29 @@ def adam(module: nn.Module, lr: float, betas: tuple[float, float], device: torch
 
 
 class Step:
-    """What both modes share: the networks and optimizers by name, and their state for checkpoints."""
+    """What both modes share: the networks and optimizers by name, the generator's EMA, and their state for
+    checkpoints."""
 
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     base_lrs: dict[str, float]  # the schedule multiplies these
+    ema: ModelEma | None = None
 
     @property
     def generator(self) -> nn.Module:
         return self.networks["generator"]
+
+    @property
+    def inference_model(self) -> nn.Module:
+        """What the run validates and exports: the EMA copy when train.ema_decay > 0, else the generator."""
+        return self.generator if self.ema is None else self.ema.module
+
+    def start_ema(self, decay: float) -> None:
+        self.ema = ModelEma(self.generator, decay) if decay > 0 else None
+
+    def update_ema(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.generator)
 
     def check(self, step: int, means: dict[str, float]) -> Stop | None:
         return None
@@ -75,13 +91,19 @@ class Step:
         return {
             "models": {name: network.state_dict() for name, network in self.networks.items()},
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
-        }
+        } | ({"ema": self.ema.state_dict()} if self.ema is not None else {})
 
     def load_state_dict(self, state: dict) -> None:
+        """A checkpoint without an EMA (written with train.ema_decay = 0) starts the EMA from its weights."""
         for name, network in self.networks.items():
             network.load_state_dict(state["models"][name])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
+        if self.ema is not None:
+            if "ema" in state:
+                self.ema.load_state_dict(state["ema"])
+            else:
+                self.start_ema(self.ema.decay)
 
 
 class SupervisedStep(Step):
@@ -95,11 +117,13 @@ class SupervisedStep(Step):
         forward = data_parallel(generator, world, device)
         self.forward = torch.compile(forward) if t.compile else forward
         self.loss_fn, self.grad_clip, self.autocast = PIXEL_LOSSES[t.loss], t.grad_clip, autocast_for(device, precision)
+        self.start_ema(t.ema_decay)
 
     def __call__(self, lq: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
         optimizer = self.optimizers["generator"]
         loss = supervised_step(self.forward, optimizer, self.scaler, lq, gt, loss_fn=self.loss_fn,
                                autocast=self.autocast, grad_clip=self.grad_clip)  # fmt: skip
+        self.update_ema()
         return {"train/loss": loss}
 
     def state_dict(self) -> dict:
@@ -111,8 +135,8 @@ class SupervisedStep(Step):
 
 
 class GanStep(Step):
-    """Adversarial fine-tuning: G on content + adversarial (+ pixel) loss against a frozen D, then D on real and
-    detached fake; no gradient scaling (bf16 or fp32). Counts collapsed log windows (`is_collapsed`)."""
+    """Adversarial fine-tuning: G on content + adversarial (+ pixel, + texture) loss against a frozen D, then D on
+    real and detached fake; no gradient scaling (bf16 or fp32). Counts collapsed log windows (`is_collapsed`)."""
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, content_loss: nn.Module, t: TrainConfig,
                  gan: GanConfig, *, device: torch.device, precision: str, world: World) -> None:  # fmt: skip
@@ -126,16 +150,21 @@ class GanStep(Step):
         self.forward = torch.compile(forward) if t.compile else forward
         self.forward_d = data_parallel(discriminator, world, device)
         self.content_loss, self.gan, self.autocast = content_loss, gan, autocast_for(device, precision)
+        self.texture = build_texture_losses(fft_weight=gan.fft_weight, gram_weight=gan.gram_weight,
+                                            discriminator=discriminator)  # fmt: skip
         self.collapsed_windows = 0  # log windows in a row that D won outright
+        self.start_ema(t.ema_decay)
 
     def __call__(self, lq: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
-        g, d = self.optimizers["generator"], self.optimizers["discriminator"]
+        g, d, kind = self.optimizers["generator"], self.optimizers["discriminator"], self.gan.adv_loss
         # G's half runs the frozen D unwrapped: D's parameters get no gradient there, and DDP would wait for them.
         sr, logs = generator_step(
             self.forward, self.networks["discriminator"], g, lq, gt, content_loss=self.content_loss,
-            adv_weight=self.gan.adv_weight, pixel_weight=self.gan.pixel_weight, autocast=self.autocast,
+            adv_weight=self.gan.adv_weight, pixel_weight=self.gan.pixel_weight, texture=self.texture, adv_loss=kind,
+            autocast=self.autocast,
         )  # fmt: skip
-        return logs | discriminator_step(self.forward_d, d, sr, gt, autocast=self.autocast)
+        self.update_ema()
+        return logs | discriminator_step(self.forward_d, d, sr, gt, adv_loss=kind, autocast=self.autocast)
 
     def check(self, step: int, means: dict[str, float]) -> Stop | None:
         patience = self.gan.collapse_patience

@@ -42,7 +42,8 @@ from superres.imageio import list_images, read_rgb
 from superres.inference import upscale
 from superres.loop import Batches, Loop, Progress, TrainingError
 from superres.metrics import psnr, ssim
-from superres.models import build_model
+from superres.losses import build_content_loss, resolve_content_loss
+from superres.models import DISCRIMINATORS, build_model
 from superres.runfolder import CHECKPOINT_FILE, RunFolder, has_checkpoint
 from superres.runtime import resolve_device, resolve_precision
 from superres.steps import GanStep, Step, SupervisedStep
@@ -86,30 +87,23 @@ def train(
     world = world or current_world()
     run_dir = Path(run_dir)
     loaded = on_main(world, lambda: checkpoint_to_resume(run_dir, resume))  # rank 0 reads; every rank gets it
-    device = world.device(resolve_device(t.device))
-    precision = resolve_precision(t.precision, device)
-    if config.mode == "gan" and precision == "fp16":
-        raise TrainingError("GAN training has no gradient scaling: use precision bf16 or fp32, not fp16")
-    if t.sync_batchnorm and world.size > 1 and device.type != "cuda":
-        raise TrainingError("train.sync_batchnorm needs GPUs (SyncBatchNorm does not run on the CPU)")
+    device, precision = resolve_runtime(config, world)
+    check_data_split(config)
     torch.manual_seed(t.seed)
     train_step, arch, args = build_step(config, device, precision, world)
 
     # Data: explicit generators, one per data rank, drive every random choice of the batches.
-    check_data_split(config)
     sampler = make_sampler(config, device)
     notes = [f"{sampler.num_skipped} training images skipped (smaller than a patch)"] if sampler.num_skipped else []
-    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-    batches = Batches(sampler, d.batch_size, t.seed, world=world, device=device, memory_format=memory_format,
-                      ranks=None if replay_ranks is None else range(replay_ranks))  # fmt: skip
+    batches = make_batches(config, sampler, device, world, replay_ranks)
     validation = Validation(load_val_set(config), scale=d.scale) if world.is_main and t.val_every else None
     folder = None
     if world.is_main:
         recipe = {
             "mode": config.mode, "config": config.name, "device": device_name(device), "precision": precision,
             "batch_size": d.batch_size, "ranks": batches.num_ranks, "global_batch": batches.global_batch,
-            "patch_size": d.patch_size, "loss": t.loss if config.mode == "supervised" else config.gan.content_loss,
-            "lr": t.lr, "lr_milestones": list(t.lr_milestones), "train_roots": list(d.train_roots),
+            "patch_size": d.patch_size, "lr": t.lr, "lr_milestones": list(t.lr_milestones),
+            "train_roots": list(d.train_roots), "ema_decay": t.ema_decay, **loss_recipe(config),
             "init_weights": config.model.init_weights if config.mode == "supervised" else config.gan.generator_weights,
         }  # fmt: skip
         params = degradation_params(config)
@@ -134,6 +128,30 @@ def train(
                        resumed_from, tuple(notes), batches.num_ranks)  # fmt: skip
 
 
+def resolve_runtime(config: RunConfig, world: World) -> tuple[torch.device, str]:
+    """This process's device and the precision to train in; refuses what cannot run (fp16 GANs, CPU SyncBatchNorm)."""
+    t = config.train
+    device = world.device(resolve_device(t.device))
+    precision = resolve_precision(t.precision, device)
+    if config.mode == "gan" and precision == "fp16":
+        raise TrainingError("GAN training has no gradient scaling: use precision bf16 or fp32, not fp16")
+    if t.sync_batchnorm and world.size > 1 and device.type != "cuda":
+        raise TrainingError("train.sync_batchnorm needs GPUs (SyncBatchNorm does not run on the CPU)")
+    return device, precision
+
+
+def loss_recipe(config: RunConfig) -> dict:
+    """The losses of a run, for the weights' recipe (the content loss "auto" as what it became)."""
+    if config.mode == "supervised":
+        return {"loss": config.train.loss}
+    g = config.gan
+    return {
+        "loss": resolve_content_loss(g.content_loss, g.vgg_weights), "adv_loss": g.adv_loss,
+        "adv_weight": g.adv_weight, "pixel_weight": g.pixel_weight, "fft_weight": g.fft_weight,
+        "gram_weight": g.gram_weight, "discriminator": g.discriminator, "d_args": dict(g.d_args),
+    }  # fmt: skip
+
+
 def checkpoint_to_resume(run_dir: Path, resume: bool) -> LoadedCheckpoint | None:
     """The newest good checkpoint of `run_dir` with `resume`; None for a new run. A run folder that holds a
     checkpoint is never trained into afresh."""
@@ -150,6 +168,7 @@ def check_same_run(saved: RunConfig, config: RunConfig) -> None:
         "mode": saved.mode == config.mode,
         "model": saved.model == config.model,
         "data.scale": saved.data.scale == config.data.scale,
+        "gan.discriminator": saved.gan.discriminator == config.gan.discriminator,
         "gan.d_args": saved.gan.d_args == config.gan.d_args,
     }
     changed = [key for key, ok in same.items() if not ok]
@@ -165,7 +184,7 @@ def build_step(config: RunConfig, device: torch.device, precision: str, world: W
     the generator starts from `gan.generator_weights`; in supervised mode from scratch or `model.init_weights`."""
     from superres.weights import load_model
 
-    t, memory_format = config.train, torch.channels_last if config.train.channels_last else torch.contiguous_format
+    t, memory_format = config.train, memory_format_of(config)
     if config.mode == "gan":
         generator = load_model(config.gan.generator_weights, device=device)
         arch, args = generator.info.arch, dict(generator.info.args)
@@ -183,15 +202,20 @@ def build_step(config: RunConfig, device: torch.device, precision: str, world: W
     if config.mode == "supervised":
         return SupervisedStep(generator, t, device=device, precision=precision, world=world), arch, args
 
-    from superres.losses import build_content_loss
-
-    g = config.gan
-    discriminator = build_model("discriminator", **g.d_args).to(device, memory_format=memory_format)
+    g, d_arch = config.gan, DISCRIMINATORS[config.gan.discriminator]
+    try:
+        discriminator = build_model(d_arch, **g.d_args).to(device, memory_format=memory_format)
+    except TypeError as error:  # an argument the chosen discriminator does not take
+        raise TrainingError(f"gan.d_args {g.d_args} do not fit the {g.discriminator} discriminator ({error})") from None
     discriminator = sync_batchnorm(discriminator, t.sync_batchnorm, world)
     content_loss = build_content_loss(g.content_loss, vgg_weights=g.vgg_weights, discriminator=discriminator)
     step = GanStep(generator, discriminator, content_loss.to(device), t, g, device=device, precision=precision,
                    world=world)  # fmt: skip
     return step, arch, args
+
+
+def memory_format_of(config: RunConfig) -> torch.memory_format:
+    return torch.channels_last if config.train.channels_last else torch.contiguous_format
 
 
 def sync_batchnorm(module: nn.Module, wanted: bool, world: World) -> nn.Module:
@@ -226,6 +250,15 @@ def check_data_split(config: RunConfig) -> None:
         for val in val_roots:
             if root == val or root in val.parents or val in root.parents:
                 raise TrainingError(f"training data {root} overlaps the validation data {val}")
+
+
+def make_batches(config: RunConfig, sampler: PatchSampler, device: torch.device, world: World,
+                 replay_ranks: int | None = None) -> Batches:  # fmt: skip
+    """This process's training batches on `device`, drawn from `sampler` with generators seeded by train.seed (and
+    each data rank); `replay_ranks=n` draws what n ranks would (see `train`)."""
+    return Batches(sampler, config.data.batch_size, config.train.seed, world=world, device=device,
+                   memory_format=memory_format_of(config),
+                   ranks=None if replay_ranks is None else range(replay_ranks))  # fmt: skip
 
 
 def make_sampler(config: RunConfig, device: torch.device) -> PatchSampler:

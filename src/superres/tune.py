@@ -1,20 +1,22 @@
 """The GAN hyper-parameter sweep of the report's table I: one factor at a time from a base setting.
 
-Base: learning rate 1e-4 (G and D, Adam betas 0.9/0.999), discriminator with 1 hidden dense layer of 1024 units,
-LeakyReLU(0.2). The six rows are three pairs, each varying one factor with the other two at the base:
+Base: learning rate 1e-4 (G and D), discriminator with 1 hidden dense layer of 1024 units, LeakyReLU(0.2). The six
+rows are three pairs, each varying one factor with the other two at the base:
 
     lr 1e-3 | lr 1e-4 (base) | hidden layers 0 | hidden layers 1 (base) | ReLU | LeakyReLU (base)
 
 The base appears in all three pairs; it is trained once and its result reported in each (`SweepRow.shared`), so the
-six rows cost four runs. Every run starts from the same generator weights, the same discriminator seed and the same
-batches. A row's scores are moving averages over the last `window` steps of g/total (SRGAN's perceptual loss:
-content + adv_weight * adversarial) and of d/real + d/fake; g/content is reported alongside. Nothing here prints.
+six rows cost four runs. Each run is a GAN training run of the config (`sweep_config`: the setting's lr for G and
+D, its D head, a log entry every step, no validation, files or collapse stop) through the code `superres train`
+runs: the same data guard, sampler, networks, step (every gan.* option: losses, d_betas, pixel and texture
+weights, EMA) and loop. Every run starts from the same generator weights, the same discriminator seed and the same
+batches. A row's scores are moving averages over the last `window` steps of g/total (G's whole loss: content +
+adv_weight * adversarial + the other weighted terms; SRGAN's perceptual loss when those are 0) and of
+d/real + d/fake; g/content is reported alongside. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import csv
 import math
 import os
@@ -24,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from superres.gan import Autocast, gan_step
-from superres.losses import build_content_loss
-from superres.models import Discriminator
+from superres.config import RunConfig
+from superres.data import PatchSampler
+from superres.distributed import World
+from superres.loop import Loop, TrainingError
+from superres.train import build_step, check_data_split, make_batches, make_sampler, resolve_runtime
 
-Sampler = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]  # seeded generator -> (lq, gt) batch
 Progress = Callable[["SweepSetting", int, dict[str, float]], None]  # (setting, step, logs), after every step
 
 
@@ -78,81 +80,83 @@ def moving_average(values: Sequence[float], window: int) -> float:
     return sum(tail) / len(tail) if tail else math.nan
 
 
+def sweep_config(config: RunConfig, setting: SweepSetting, steps: int) -> RunConfig:
+    """The run of one setting: `config` with the setting's lr for G and D and its D head, `steps` steps, every step
+    logged, no validation, no time limit and no collapse stop (a setting whose D wins is scored, not stopped)."""
+    train = replace(config.train, steps=steps, lr=setting.lr, log_every=1, val_every=0, checkpoint_every=steps,
+                    max_minutes=0.0)  # fmt: skip
+    d_args = config.gan.d_args | {"hidden_layers": setting.hidden_layers, "activation": setting.activation}
+    gan = replace(config.gan, d_lr=setting.lr, d_args=d_args, collapse_patience=0)
+    return replace(config, train=train, gan=gan)
+
+
 def run_sweep(
-    sampler: Sampler,
-    generator_factory: Callable[[], nn.Module],
+    config: RunConfig,
     settings: Sequence[SweepSetting] = SWEEP,
     *,
     steps: int,
-    content_loss_kind: str,
-    seed: int,
     window: int = 250,
     progress: Progress | None = None,
-    discriminator_kwargs: dict | None = None,
-    vgg_weights: str | os.PathLike | None = None,
-    adv_weight: float = 1e-3,
-    device: torch.device | str = "cpu",
-    data_device: torch.device | str = "cpu",
-    autocast: Autocast = contextlib.nullcontext,
 ) -> list[SweepRow]:
-    """Train each setting for `steps` GAN steps and score it; one row per setting, in order.
+    """Train each setting of the GAN `config` for `steps` steps and score it; one row per setting, in order.
 
-    `sampler(g)` draws a batch (lq, gt) with `g`, a `torch.Generator` on `data_device` seeded with `seed` at the
-    start of each run (e.g. `lambda g: patches.sample(batch_size, g)`); batches are then moved to `device`.
-    `discriminator_kwargs` (e.g. channels) apply to every run; the setting fixes hidden_layers and activation."""
+    Refuses what `superres train` refuses (training data that is validation or benchmark data: TrainingError) and
+    discriminators other than "srgan" (the sweep varies its dense head)."""
+    if config.mode != "gan" or config.gan.discriminator != "srgan":
+        raise ValueError('the sweep needs a GAN config with gan.discriminator = "srgan" (it varies its dense head)')
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    initial = generator_factory().to(device)
-    vgg = build_content_loss("vgg54", vgg_weights=vgg_weights).to(device) if content_loss_kind == "vgg54" else None
+    check_data_split(config)
+    device, precision = resolve_runtime(config, World())
+    sampler = make_sampler(config, device)  # decoded once, shared by every run
     done: dict[tuple, SweepRow] = {}
     rows = []
     for setting in settings:
-        if setting.key in done:
+        if setting.key not in done:
+            done[setting.key] = run_setting(sweep_config(config, setting, steps), setting, sampler, device, precision,
+                                            window=window, progress=progress)  # fmt: skip
+            rows.append(done[setting.key])
+        else:
             rows.append(replace(done[setting.key], setting=setting, shared=True))
-            continue
-        with torch.random.fork_rng(devices=[]):  # the same D initialisation for every run, global RNG untouched
-            torch.manual_seed(seed)
-            discriminator = Discriminator(
-                **(discriminator_kwargs or {}), hidden_layers=setting.hidden_layers, activation=setting.activation
-            ).to(device)
-        generator = copy.deepcopy(initial)
-        content_loss = vgg if vgg is not None else build_content_loss(content_loss_kind, discriminator=discriminator)
-        opt_g = torch.optim.Adam(generator.parameters(), lr=setting.lr, betas=(0.9, 0.999))
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=setting.lr, betas=(0.9, 0.999))
-        batches = torch.Generator(device=data_device).manual_seed(seed)
-        curves: dict[str, list[float]] = {}
-        diverged_at, start = None, time.perf_counter()
-        for step in range(1, steps + 1):
-            lq, gt = (t.to(device) for t in sampler(batches))
-            logs = gan_step(
-                generator, discriminator, opt_g, opt_d, lq, gt,
-                content_loss=content_loss, adv_weight=adv_weight, autocast=autocast,
-            )  # fmt: skip
-            logs["d/total"] = logs["d/real"] + logs["d/fake"]
-            for key, value in logs.items():
-                curves.setdefault(key, []).append(value)
-            if progress is not None:
-                progress(setting, step, logs)
-            if not all(math.isfinite(v) for v in logs.values()):
-                diverged_at = step
-                break
-        scores = {k: math.nan if diverged_at else moving_average(v, window) for k, v in curves.items()}
-        row = SweepRow(
-            setting=setting,
-            g_total=scores["g/total"],
-            g_content=scores["g/content"],
-            d_loss=scores["d/total"],
-            d_acc_real=scores["d/acc_real"],
-            d_acc_fake=scores["d/acc_fake"],
-            steps=len(curves["g/total"]),
-            window=min(window, len(curves["g/total"])),
-            seconds=time.perf_counter() - start,
-            diverged_at=diverged_at,
-            curves=curves,
-        )
-        done[setting.key] = row
-        rows.append(row)
     return rows
+
+
+def run_setting(config: RunConfig, setting: SweepSetting, sampler: PatchSampler, device: torch.device,
+                precision: str, *, window: int, progress: Progress | None = None) -> SweepRow:  # fmt: skip
+    """One GAN run of `config` (see `sweep_config`) without a run folder; the global RNG is left as it was."""
+    curves: dict[str, list[float]] = {}
+
+    def record(step: int, total: int, numbers: dict[str, float]) -> None:
+        logs = numbers | {"d/total": numbers["d/real"] + numbers["d/fake"]}
+        for key, value in logs.items():
+            curves.setdefault(key, []).append(value)
+        if progress is not None:
+            progress(setting, step, logs)
+
+    start, diverged_at = time.perf_counter(), None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)  # the same D initialisation for every run, as `train` seeds it
+        train_step, _, _ = build_step(config, device, precision, World())
+        loop = Loop(train_step, make_batches(config, sampler, device, World()), config.train)
+        try:
+            loop.run(record)
+        except TrainingError:  # with no collapse stop, only non-finite losses end a run early
+            diverged_at = loop.step
+    scores = {k: math.nan if diverged_at else moving_average(v, window) for k, v in curves.items()}
+    done = len(curves.get("g/total", []))
+    return SweepRow(
+        setting=setting,
+        g_total=scores.get("g/total", math.nan),
+        g_content=scores.get("g/content", math.nan),
+        d_loss=scores.get("d/total", math.nan),
+        d_acc_real=scores.get("d/acc_real", math.nan),
+        d_acc_fake=scores.get("d/acc_fake", math.nan),
+        steps=diverged_at or done,
+        window=min(window, done),
+        seconds=time.perf_counter() - start,
+        diverged_at=diverged_at,
+        curves=curves,
+    )
 
 
 CSV_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Building blocks shared by the generators: sub-pixel upsampling and the residual block."""
+"""Building blocks shared by the generators: sub-pixel upsampling (ICNR-initialised) and the residual block."""
 
 from __future__ import annotations
 
@@ -12,12 +12,26 @@ def conv3x3(in_channels: int, out_channels: int, *, bias: bool = True) -> nn.Con
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
 
 
+@torch.no_grad()
+def icnr_(conv: nn.Conv2d, factor: int) -> nn.Conv2d:
+    """ICNR (Aitken et al. 2017): give the f*f sub-pixel channels that pixel shuffle turns into one output channel
+    the same kernel and bias, drawn by the conv's own initialiser at 1/(f*f) of the width. The shuffled output then
+    starts as nearest-neighbour upsampling of a conv's output: constant within each f x f block, no checkerboard.
+    Training moves the channels apart; it changes only the initial weights, not the architecture."""
+    groups = factor * factor
+    seed = nn.Conv2d(conv.in_channels, conv.out_channels // groups, conv.kernel_size, padding=conv.padding)
+    conv.weight.copy_(seed.weight.repeat_interleave(groups, dim=0))  # channel c*f*f + k takes kernel c
+    if conv.bias is not None:
+        conv.bias.copy_(seed.bias.repeat_interleave(groups))
+    return conv
+
+
 class SubPixelUpsample(nn.Sequential):
-    """conv3x3 to factor**2 * channels, pixel shuffle by `factor`, then an activation."""
+    """conv3x3 to factor**2 * channels (ICNR-initialised), pixel shuffle by `factor`, then an activation."""
 
     def __init__(self, channels: int, factor: int, activation: nn.Module) -> None:
         super().__init__(
-            conv3x3(channels, channels * factor * factor),  # (B, C*f*f, H, W)
+            icnr_(conv3x3(channels, channels * factor * factor), factor),  # (B, C*f*f, H, W)
             nn.PixelShuffle(factor),  # (B, C, H*f, W*f)
             activation,
         )

@@ -28,7 +28,12 @@ class ConvBlock(nn.Sequential):
 
 
 class Discriminator(nn.Module):
-    """10 conv-BN-activation blocks (the first without BN), skip 7 -> 10, dense head, one real/fake logit."""
+    """10 conv-BN-activation blocks (the first without BN), skip 7 -> 10, dense head, one real/fake logit.
+
+    `content_layers` index `features(x)` for the losses on D's features (`superres.losses`): blocks 5, 6 and 10, at
+    1/4, 1/8 and 1/16 of the input size, a choice of this package, not of a paper."""
+
+    content_layers = (4, 5, 9)
 
     def __init__(
         self,
