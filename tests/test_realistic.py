@@ -39,9 +39,10 @@ def test_kernels_are_normalised_and_shaped_as_named():
 
 def test_realistic_is_seeded_per_image_and_quantised(generator):
     gt = smooth_image(generator, 96).expand(6, -1, -1, -1)
-    a = degrade(gt, "realistic", 4, torch.Generator().manual_seed(7))
-    b = degrade(gt, "realistic", 4, torch.Generator().manual_seed(7))
-    c = degrade(gt, "realistic", 4, torch.Generator().manual_seed(8))
+    noisy = Realistic(noise_prob=1.0)  # no two images alike, even where both drew the quiet path
+    a = degrade(gt, "realistic", 4, torch.Generator().manual_seed(7), noisy)
+    b = degrade(gt, "realistic", 4, torch.Generator().manual_seed(7), noisy)
+    c = degrade(gt, "realistic", 4, torch.Generator().manual_seed(8), noisy)
     assert a.shape == (6, 3, 24, 24) and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert len({tuple(x.flatten()[:50].tolist()) for x in a}) == 6  # each image draws its own mix
