@@ -133,6 +133,7 @@ def test_benchmark_matrix_has_a_column_per_condition(tmp_path, capsys, tiny_set,
     matrix = (tmp_path / "b" / "matrix.md").read_text()
     assert "| model | bicubic | div2k-unknown | blur | noise | jpeg | camera |" in matrix and matrix in out
     assert matrix.count("\n| bicubic |") == 1 and matrix.count(f"\n| {tiny_weights} |") == 1
+    assert "Y PSNR / SSIM" in matrix and "sharpness / checkerboard" in (tmp_path / "b" / "matrix_artifacts.md").read_text()
     rows = json.loads((tmp_path / "b" / "benchmark.json").read_text())
     assert len(rows) == 12 and {r["degradation"] for r in rows} == {"bicubic", "div2k-unknown", "blur", "noise",
                                                                    "jpeg", "camera"}

@@ -427,8 +427,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if len({row["degradation"] for row in rows}) > 1:
         matrix = condition_matrix(rows)
         atomic_write_text(out / "matrix.md", matrix)
+        atomic_write_text(out / "matrix_artifacts.md", condition_matrix(rows, ("sharpness", "checkerboard")))
         print("\n" + matrix)
-        print(f"wrote {out / 'matrix.md'}, {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
+        print(f"wrote {out / 'matrix.md'} (Y PSNR / SSIM), {out / 'matrix_artifacts.md'} (sharpness / checkerboard), "
+              f"{out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
     else:
         print(f"wrote {out / 'benchmark.md'}, {out / 'benchmark.csv'} and {out / 'benchmark.json'}")
     return EXIT_OK

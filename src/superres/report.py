@@ -523,26 +523,31 @@ def write_table(
         _write_atomic(csv_path, lambda f: f.write(buffer.getvalue().encode("utf-8")))
 
 
-def condition_matrix(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown tables of benchmark rows, one per data set: models as rows, test conditions as columns, each
-    cell "Y PSNR / Y SSIM / sharpness / checkerboard" (the last two SR over HR, 1.0 = as HR), the best PSNR of
-    each column in bold."""
+MATRIX_FIELDS = {"psnr_y": ("Y PSNR", "{:.2f}"), "ssim_y": ("SSIM", "{:.4f}"), "psnr_rgb": ("RGB PSNR", "{:.2f}"),
+                 "sharpness": ("sharpness", "{:.2f}"), "checkerboard": ("checkerboard", "{:.2f}")}
+
+
+def condition_matrix(rows: Sequence[dict[str, Any]], fields: Sequence[str] = ("psnr_y", "ssim_y")) -> str:
+    """Markdown tables of benchmark rows, one per data set: models as rows, test conditions as columns, each cell
+    the `fields` joined by " / " (see MATRIX_FIELDS; sharpness and checkerboard are SR over HR, 1.0 = as HR), the
+    best first field of each column in bold."""
+    key = fields[0]
     sections = []
     for data in dict.fromkeys(r["data"] for r in rows):
         subset = [r for r in rows if r["data"] == data]
         models = list(dict.fromkeys(r["model"] for r in subset))
         conditions = list(dict.fromkeys(r["degradation"] for r in subset))
         cell = {(r["model"], r["degradation"]): r for r in subset}
-        best = {c: max(r["psnr_y"] for r in subset if r["degradation"] == c) for c in conditions}
-        lines = [f"**{data}** ({subset[0]['images']} images), Y PSNR / SSIM / sharpness / checkerboard", "",
+        best = {c: max(r[key] for r in subset if r["degradation"] == c) for c in conditions}
+        title = " / ".join(MATRIX_FIELDS[f][0] for f in fields)
+        lines = [f"**{data}** ({subset[0]['images']} images), {title}", "",
                  "| model | " + " | ".join(conditions) + " |", "|---|" + "---:|" * len(conditions)]
         for model in models:
             cells = []
             for c in conditions:
                 r = cell.get((model, c))
-                text = "" if r is None else (f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f} / {r['sharpness']:.2f} / "
-                                             f"{r['checkerboard']:.2f}")  # fmt: skip
-                cells.append(f"**{text}**" if r is not None and r["psnr_y"] == best[c] else text)
+                text = "" if r is None else " / ".join(MATRIX_FIELDS[f][1].format(r[f]) for f in fields)
+                cells.append(f"**{text}**" if r is not None and r[key] == best[c] else text)
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"

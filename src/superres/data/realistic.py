@@ -6,19 +6,19 @@ others), so a model meant for any photo is trained on a random mix, as Real-ESRG
 the default `Realistic` ranges (sigmas in HR pixels, noise in 0..255 units):
 
     clean       clean_prob 0.2: only the plain bicubic downscale, so clean input keeps a real share
-    first pass  blur     none 0.3, isotropic Gaussian 0.2, anisotropic Gaussian 0.1, generalized Gaussian 0.05,
-                         plateau 0.05, sinc 0.05, div2k-unknown 0.25 (`kernel_weights`, in `KERNELS` order);
+    first pass  blur     none 0.35, isotropic Gaussian 0.2, anisotropic Gaussian 0.1, generalized Gaussian 0.03,
+                         plateau 0.03, sinc 0.04, div2k-unknown 0.25 (`kernel_weights`, in `KERNELS` order);
                          sigma 0.2..2.5 per axis at a random angle, generalized beta 0.5..4, plateau beta 1..2,
                          sinc cutoff pi/3..pi; div2k-unknown is the fixed DIV2K kernel with its own x4
                          decimation (and shift), so it replaces the resize
-                resize   to f times the final LR size: f in (1, 2] with 0.25, in [0.75, 1) with 0.15, exactly 1
-                         with 0.6 (`resize_weights`: up, down, keep); bicubic, bilinear or area
-                noise    noise_prob 0.4: Gaussian sigma 1..20, or Poisson (poisson_prob 0.3 of the noisy images,
+                resize   to f times the final LR size: f in (1, 2] with 0.2, in [0.75, 1) with 0.1, exactly 1
+                         with 0.7 (`resize_weights`: up, down, keep); bicubic, bilinear or area
+                noise    noise_prob 0.5: Gaussian sigma 1..20, or Poisson (poisson_prob 0.3 of the noisy images,
                          photon peak 50..3000, log-uniform); gray (the same in every channel) with 0.4
     second pass second_prob 0.1: JPEG (jpeg_prob, quality 30..95), blur (sigma 0.2..1.2), resize by 0.75..1.25,
                 noise (sigma 1..10)
     final       resize to exactly the LR size (HR / scale): bicubic, bilinear or area; a sinc filter with
-                final_sinc_prob 0.05; JPEG with jpeg_prob 0.4, quality 30..95
+                final_sinc_prob 0.03; JPEG with jpeg_prob 0.6, quality 30..95
 
 These defaults are a mild mix, centred on what photos commonly have (the named test conditions of
 `superres.data.conditions` lie well inside it), so that a small network trained for hours rather than days learns
@@ -65,27 +65,27 @@ class Realistic:
 
     clean_prob: float = 0.2
     kernel_size: int = 21
-    kernel_weights: tuple[float, ...] = (0.3, 0.2, 0.1, 0.05, 0.05, 0.05, 0.25)  # over KERNELS
+    kernel_weights: tuple[float, ...] = (0.35, 0.2, 0.1, 0.03, 0.03, 0.04, 0.25)  # over KERNELS
     sigma: tuple[float, float] = (0.2, 2.5)
     generalized_beta: tuple[float, float] = (0.5, 4.0)
     plateau_beta: tuple[float, float] = (1.0, 2.0)
     sinc_cutoff: tuple[float, float] = (math.pi / 3, math.pi)  # radians per pixel
-    resize_weights: tuple[float, float, float] = (0.25, 0.15, 0.6)  # up, down, keep (relative to the LR size)
+    resize_weights: tuple[float, float, float] = (0.2, 0.1, 0.7)  # up, down, keep (relative to the LR size)
     resize_up: tuple[float, float] = (1.0, 2.0)
     resize_down: tuple[float, float] = (0.75, 1.0)
-    noise_prob: float = 0.4
+    noise_prob: float = 0.5
     noise_sigma: tuple[float, float] = (1.0, 20.0)
     poisson_prob: float = 0.3
     poisson_peak: tuple[float, float] = (50.0, 3000.0)
     gray_noise_prob: float = 0.4
-    jpeg_prob: float = 0.4
+    jpeg_prob: float = 0.6
     jpeg_quality: tuple[int, int] = (30, 95)
     second_prob: float = 0.1
     kernel_weights2: tuple[float, ...] = (0.2, 0.3, 0.2, 0.1, 0.1, 0.1, 0.0)
     sigma2: tuple[float, float] = (0.2, 1.2)
     resize2: tuple[float, float] = (0.75, 1.25)
     noise_sigma2: tuple[float, float] = (1.0, 10.0)
-    final_sinc_prob: float = 0.05
+    final_sinc_prob: float = 0.03
 
     def __post_init__(self) -> None:
         for f in fields(self):
