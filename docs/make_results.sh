@@ -1,29 +1,49 @@
 #!/usr/bin/env bash
-# Regenerates every table and figure under docs/ from the shipped weights (CPU, about 20 minutes on 2 cores).
-#   bash docs/make_results.sh
+# Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3 hours on 2 cores:
+# the matrix about 1 hour, the GAN sweep 15 minutes, store-small-upscale-later about 1.5 hours).
+#   bash docs/make_results.sh [matrix|figures|sweep|rd ...]      (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
 B=$D/benchmarks
 SR="python3 -m superres"
 export PYTHONPATH=src
+PARTS=${*:-matrix figures sweep rd}
+# The general models (the aliases cnn and rescnn), then the specialists, each for one degradation (the GAN is `gan`).
+MODELS=bicubic,cnn,rescnn,cnn-x4-bicubic,rescnn-x4-bicubic,cnn-x4-div2k-unknown,rescnn-x4-div2k-unknown,gan-x4-div2k-unknown
 
-# Results tables: the div2k-unknown family (LR of Set5/Set14/B100 made from HR by the same degradation; the real
-# unknown-track LR for the DIV2K pairs), and the bicubic family on the official bicubic LR.
-$SR benchmark --models bicubic,cnn,rescnn,gan --data $B/set5 $B/set14 $B/b100 $D/div2k_unknown_x4 \
-  --degradation div2k-unknown --tile 256 --out docs/results/div2k-unknown
-$SR benchmark --models bicubic,cnn-x4-bicubic,rescnn-x4-bicubic --data $B/set5 $B/set14 $B/b100 \
-  --degradation bicubic --tile 256 --out docs/results/bicubic
+if [[ " $PARTS " == *" matrix "* ]]; then
+  # Every model under every named test condition (superres.data.conditions) on Set5, Set14 and B100 (official
+  # bicubic LR for `bicubic`, LR made from the HR for the others), and the real DIV2K unknown-track pairs.
+  $SR benchmark --models $MODELS --data $B/set5 $B/set14 $B/b100 --degradations all --tile 256 --out docs/results/matrix
+  $SR benchmark --models $MODELS --data $D/div2k_unknown_x4 --degradations div2k-unknown --tile 256 \
+    --out docs/results/div2k-pairs
+fi
 
-# Comparison figures: the 4 DIV2K unknown-track pairs, and one Set14 image on its official bicubic LR.
-for n in 0839 0852 0882 0900; do
-  $SR compare $D/div2k_unknown_x4/LR_unknown/X4/${n}x4.png --hr $D/div2k_unknown_x4/HR/$n.png \
-    --models bicubic,cnn,rescnn,gan --tile 256 --crop-size 160 -o docs/figures/compare_div2k_$n.png
-done
-$SR compare $B/set14/LR_bicubic/X4/img_005.png --hr $B/set14/HR/img_005.png \
-  --models bicubic,cnn-x4-bicubic,rescnn-x4-bicubic -o docs/figures/compare_set14_img_005.png
+if [[ " $PARTS " == *" figures "* ]]; then
+  # A photo as people have them (the bundled example: small, noisy, JPEG), and a B100 photo under the "camera"
+  # condition (blur, noise, JPEG) with its ground truth: bicubic, the old default, the new default.
+  $SR compare examples/tiger_small.jpg --models bicubic,rescnn-x4-div2k-unknown,rescnn --crop 560,180,280,200 \
+    -o docs/figures/compare_example.png
+  $SR compare $B/b100/HR/img_066.png --degradation camera --models bicubic,rescnn-x4-div2k-unknown,rescnn \
+    --crop-size 120 -o docs/figures/compare_camera_b100_066.png
+  # The real DIV2K unknown-track pair 0900: the old default was made for it; the general model is one model for all.
+  $SR compare $D/div2k_unknown_x4/LR_unknown/X4/0900x4.png --hr $D/div2k_unknown_x4/HR/0900.png \
+    --models bicubic,rescnn-x4-div2k-unknown,rescnn --tile 256 --crop-size 160 -o docs/figures/compare_div2k_0900.png
+  # Texture: the GAN (trained for the DIV2K blur) against the general ResCNN, on Set14's baboon under "blur".
+  $SR compare $B/set14/HR/img_001.png --degradation blur --models bicubic,rescnn,gan --crop-size 120 \
+    -o docs/figures/compare_gan_set14_001.png
+fi
 
-# Store small, upscale later: downscale + codec + upscaling against the codec alone, on Kodak24 (a flat folder) and
-# B100; the Kodak24 figure goes to docs/figures/. About an hour on 2 quiet cores (2.5 h on a busy single core).
-$SR rd --data $D/val/kodak24 $B/b100 --codecs jpeg,webp,avif --scales 1,2,4 --models bicubic,rescnn-x4-bicubic \
-  --out docs/results/rd && cp docs/results/rd/kodak24/rd_kodak24.png docs/figures/rd_kodak24.png
+if [[ " $PARTS " == *" sweep "* ]]; then
+  # The report's table I (GAN sweep) through the training loop, from the shipped div2k-unknown ResCNN.
+  $SR tune --steps 300 --window 250 --content-loss pixel-l1 --set data.batch_size=8 --set data.patch_size=64 \
+    --set 'gan.generator_weights="rescnn-x4-div2k-unknown"' --out docs/results/sweep
+fi
+
+if [[ " $PARTS " == *" rd "* ]]; then
+  # Store small, upscale later: downscale + codec + upscaling against the codec alone, on Kodak24 (a flat folder)
+  # and B100; the Kodak24 figure goes to docs/figures/.
+  $SR rd --data $D/val/kodak24 $B/b100 --codecs jpeg,webp,avif --scales 1,2,4 --models bicubic,rescnn-x4-bicubic,rescnn \
+    --out docs/results/rd && cp docs/results/rd/kodak24/rd_kodak24.png docs/figures/rd_kodak24.png
+fi

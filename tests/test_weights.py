@@ -111,4 +111,4 @@ def test_every_shipped_file_loads_and_names_its_recipe():
     for info in catalogue():
         model = load_model(info.name)
         assert model.scale == info.scale
-        assert info.recipe and info.degradation in ("bicubic", "div2k-unknown")
+        assert info.recipe and info.degradation in ("bicubic", "div2k-unknown", "realistic")

@@ -1,7 +1,7 @@
 """Screenshots of the browser UI for the README: the page with a photo chosen, and the before/after view once the
 photo is upscaled. Starts `superres serve --port 0` and drives Debian's chromium with Playwright.
 
-    python3 tools/serve_screenshots.py [--photo examples/tiger_lr.png] [--model rescnn] [--out docs/figures]
+    python3 tools/serve_screenshots.py [--photo examples/tiger_small.jpg] [--model rescnn] [--out docs/figures]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def save_small(page, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photo", default=str(ROOT / "examples" / "tiger_lr.png"))
+    parser.add_argument("--photo", default=str(ROOT / "examples" / "tiger_small.jpg"))
     parser.add_argument("--model", default="rescnn")
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures"))
     args = parser.parse_args()

@@ -2,7 +2,11 @@
 pretrained/ folder with the metrics in the metadata, and a model card beside it. Never overwrites.
 
     PYTHONPATH=src python tools/ship_weights.py runs/rescnn-unknown/last.safetensors rescnn-x4-div2k-unknown \
-        --recipe '{"history": "..."}' --card-note "..."
+        --recipe '{"history": "..."}' --card-note "..." [--metrics-from results/benchmark.json ...]
+
+With --metrics-from, the numbers come from `superres benchmark --models SOURCE` runs of the same file (the
+benchmark sets under every condition and the DIV2K unknown pairs, as `docs/make_results.sh` runs them) instead of
+a second measurement.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ def next_version(name: str) -> int:
     return max(found, default=0) + 1
 
 
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "sharpness", "checkerboard")
+
+
+def tag(key: str, degradation: str) -> str:
+    """A metrics key's data part: the set, with the test condition when its LR was synthesised."""
+    return key if degradation == "bicubic" or key == "div2k_unknown" else f"{key}_{degradation}"
+
+
 def measure(model, degradation: str) -> dict[str, float]:
     """Benchmarks with the LR of the model's own degradation (official bicubic LR, or made by div2k-unknown from
     the HR), plus the real DIV2K unknown-track pairs. A model for any photo (`realistic`) is measured under every
@@ -36,9 +48,24 @@ def measure(model, degradation: str) -> dict[str, float]:
     folders = [(key, DATA / sub, c) for key, sub in SETS for c in conditions]
     for key, folder, deg in [*folders, ("div2k_unknown", DATA / "div2k_unknown_x4", "div2k-unknown")]:
         result = evaluate(model, folder, model_name=model.info.name, degradation=deg, tile=256)
-        tag = key if deg == "bicubic" or key == "div2k_unknown" else f"{key}_{deg}"  # say when LR was synthesised
-        for metric in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "sharpness", "checkerboard"):
-            metrics[f"{tag}/{metric}"] = round(getattr(result, metric), 4)
+        for metric in METRICS:
+            metrics[f"{tag(key, deg)}/{metric}"] = round(getattr(result, metric), 4)
+    return metrics
+
+
+def metrics_from(rows: list[dict], model_name: str, degradation: str) -> dict[str, float]:
+    """The metrics `measure` takes, from the rows of `superres benchmark` runs that measured the same file
+    (`--models SOURCE` on the benchmark sets under every condition, and on the DIV2K unknown pairs)."""
+    metrics = {}
+    for r in (r for r in rows if r["model"] == model_name):
+        key = "div2k_unknown" if r["data"] == "div2k_unknown_x4" else r["data"]
+        if r["degradation"] != degradation and degradation in CONDITIONS:
+            continue
+        for metric in METRICS:
+            metrics[f"{tag(key, r['degradation'])}/{metric}"] = round(r[metric], 4)
+    expected = len(SETS) * (len(CONDITIONS) if degradation not in CONDITIONS else 1) + 1
+    if len(metrics) != 6 * expected:
+        raise SystemExit(f"{len(metrics) // 6} of the {expected} measurements of {model_name} are in the rows")
     return metrics
 
 
@@ -80,11 +107,17 @@ def main() -> None:
     parser.add_argument("name", help="e.g. rescnn-x4-div2k-unknown")
     parser.add_argument("--recipe", default="{}", help="JSON merged into the training recipe")
     parser.add_argument("--card-note", default="")
+    parser.add_argument("--metrics-from", nargs="+", type=Path, help="benchmark.json files of `superres benchmark "
+                        "--models SOURCE` runs (the sets under every condition, the DIV2K pairs): no second measurement")
     args = parser.parse_args()
     model = load_model(args.source)
     info = model.info
     recipe = {**info.recipe, **json.loads(args.recipe)}
-    metrics = measure(model, info.degradation)
+    if args.metrics_from:
+        rows = [row for path in args.metrics_from for row in json.loads(path.read_text())]
+        metrics = metrics_from(rows, args.source, info.degradation)
+    else:
+        metrics = measure(model, info.degradation)
     version = next_version(args.name)
     out = PRETRAINED_DIR / f"{args.name}-v{version}.safetensors"
     save_weights(out, model, arch=info.arch, args=info.args, scale=info.scale, degradation=info.degradation, metrics=metrics, recipe=recipe)

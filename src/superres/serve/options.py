@@ -16,13 +16,14 @@ MODEL_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 # One line each on what the model is good for; the numbers behind them are in the README and the model cards.
 _ALIAS_NOTES = {
     "bicubic": "plain bicubic resize: the reference, no network",
-    "cnn": "fastest network; a light baseline for blurred photos",
-    "rescnn": "best PSNR on blurred real-world photos (the default)",
-    "gan": "sharpest texture (GAN); lower PSNR, may show faint patterns",
+    "cnn": "fastest network, for any photo (clean, blurred, noisy or JPEG)",
+    "rescnn": "for any photo: clean, blurred, noisy or JPEG (the default)",
+    "gan": "sharpest texture (GAN) for blurred photos; grows noise and JPEG blocks",
 }
 _DEGRADATION_NOTES = {
     "bicubic": "for clean, bicubic-downscaled images (not blurred)",
-    "div2k-unknown": "for blurred real-world photos",
+    "div2k-unknown": "for photos blurred like the DIV2K unknown track",
+    "realistic": "for any photo",
 }
 
 
