@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3 hours on 2 cores:
-# the matrix about 1 hour, the GAN sweep 15 minutes, store-small-upscale-later about 1.5 hours).
+# the matrix about 1 hour, the GAN sweep 30 minutes, store-small-upscale-later about 1.5 hours).
 #   bash docs/make_results.sh [matrix|figures|sweep|rd ...]      (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
