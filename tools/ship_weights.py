@@ -59,13 +59,14 @@ def metrics_from(rows: list[dict], model_name: str, degradation: str) -> dict[st
     metrics = {}
     for r in (r for r in rows if r["model"] == model_name):
         key = "div2k_unknown" if r["data"] == "div2k_unknown_x4" else r["data"]
-        if r["degradation"] != degradation and degradation in CONDITIONS:
-            continue
+        if key != "div2k_unknown" and degradation in CONDITIONS and r["degradation"] != degradation:
+            continue  # a specialist: the sets under its own degradation only (the real pairs always)
         for metric in METRICS:
             metrics[f"{tag(key, r['degradation'])}/{metric}"] = round(r[metric], 4)
     expected = len(SETS) * (len(CONDITIONS) if degradation not in CONDITIONS else 1) + 1
-    if len(metrics) != 6 * expected:
-        raise SystemExit(f"{len(metrics) // 6} of the {expected} measurements of {model_name} are in the rows")
+    if len(metrics) != len(METRICS) * expected:
+        raise SystemExit(f"{len(metrics) // len(METRICS)} of the {expected} measurements of {model_name} are in "
+                         "the rows")
     return metrics
 
 

@@ -35,6 +35,11 @@ def _error(message: str) -> None:
     print(f"superres: error: {message}", file=sys.stderr)
 
 
+def _comma_list(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated option."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _progress(total: int, desc: str, enabled: bool = True):
     from tqdm import tqdm
 
@@ -373,7 +378,7 @@ def _conditions(data_dir: Path, requested: str) -> list[str]:
         return ["div2k-unknown" if (data_dir / "LR_unknown").is_dir() else "bicubic"]
     if requested == "all":
         return list(CONDITIONS)
-    names = [n.strip() for n in requested.split(",") if n.strip()]
+    names = _comma_list(requested)
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown or not names:
         raise CliError(f"--degradations: unknown condition {', '.join(unknown) or repr(requested)}; "
@@ -392,7 +397,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise CliError(f"{folder}: no such folder")
     plan = [(folder, _conditions(folder, args.degradations)) for folder in datasets]
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    names = _comma_list(args.models)
     loaded = [_load(name, args) for name in names]  # fail before any work on a bad name
     rows = []
     for name, model in zip(names, loaded):
@@ -437,10 +442,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- rd
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def _rd_overrides(specs: list[str] | None) -> dict[tuple[str, int | None], list[int | None]]:
     """`--qualities CODEC[:SCALE]=Q,Q,...` (Q 0 to 100, or lossless) as rd.quality_grid's overrides."""
     overrides: dict[tuple[str, int | None], list[int | None]] = {}
@@ -720,7 +721,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError(f"{hr}: no such file or folder")
     if hr is not None and args.degradation:
         raise CliError("--degradation makes the LR from INPUT, which is then the ground truth: leave out --hr")
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    names = _comma_list(args.models)
     models = [(name, _load(name, args)) for name in names]
     scale = models[0][1].scale
     for lq_path in inputs:

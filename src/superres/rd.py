@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from superres import bjontegaard
-from superres.data.degrade import bicubic
+from superres.data.degrade import bicubic, quantize
 from superres.evaluate import score_image
 from superres.imageio import CODEC_FORMATS, LOSSLESS_FORMATS, decode, encode, list_images, read_rgb
 from superres.inference import upscale
@@ -112,7 +112,7 @@ def downscale(gt: torch.Tensor, scale: int) -> torch.Tensor:
     """(3, H, W) -> (3, H / s, W / s) on 8-bit levels: MATLAB-style bicubic (the benchmarks' LR), or gt for s = 1."""
     if scale == 1:
         return gt
-    return bicubic(gt[None], scale)[0].clamp(0, 1).mul(255).round().div(255)
+    return quantize(bicubic(gt[None], scale)[0])
 
 
 def upscalers_for(scale: int, models: Mapping[str, nn.Module]) -> dict[str, nn.Module | None]:
