@@ -55,7 +55,7 @@ PEERS = SHARED / "peers" / "opencv_dnn_superres"
 SCALE = 4
 MIB = 2**20
 
-TORCH_MODELS = ("bicubic", "cnn", "rescnn", "gan")
+TORCH_MODELS = ("bicubic", "cnn", "rescnn", "repattn", "gan")
 OPENCV_PEERS = {  # name -> (file, algorithm for setModel)
     "espcn": ("ESPCN_x4.pb", "espcn"),
     "fsrcnn": ("FSRCNN_x4.pb", "fsrcnn"),
@@ -63,8 +63,9 @@ OPENCV_PEERS = {  # name -> (file, algorithm for setModel)
     "lapsrn": ("LapSRN_x4.pb", "lapsrn"),
 }
 MODELS = (*TORCH_MODELS, *OPENCV_PEERS, "cv2-cubic")
-FALLBACK_ARCH = {"bicubic": "bicubic", "cnn": "cnn", "rescnn": "rescnn"}  # gan has none: it is a rescnn
-TINY_ARGS = {"cnn": {"channels": 8}, "rescnn": {"channels": 8, "num_blocks": 1}}
+FALLBACK_ARCH = {"bicubic": "bicubic", "cnn": "cnn", "rescnn": "rescnn", "repattn": "repattn"}  # gan: a rescnn
+TINY_ARGS = {"cnn": {"channels": 8}, "rescnn": {"channels": 8, "num_blocks": 1},
+             "repattn": {"channels": 8, "num_blocks": 1}}
 PATHS = ("fp32", "fast-fp32", "bf16", "fp16", "onnxruntime")
 PATH_DTYPE = {"fp32": "fp32", "fast-fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "onnxruntime": "fp32"}
 FIDELITY_SETS = ("set5", "set14")
@@ -91,9 +92,13 @@ def _reset_peak() -> bool:
 
 
 def conv_flops(model, height: int, width: int) -> float:
-    """2 x the multiply-adds of `model`'s convolutions on a (1, 3, height, width) input (they scale with pixels)."""
+    """2 x the multiply-adds of `model`'s convolutions on a (1, 3, height, width) input (they scale with pixels), as
+    run for inference (re-parameterised branches folded)."""
     import torch
 
+    from superres.optimize import fold_batchnorm
+
+    model = fold_batchnorm(model)
     total = 0.0
 
     def count(module, inputs, output):

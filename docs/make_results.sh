@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3 hours on 2 cores:
-# the matrix about 1 hour, the GAN sweep 30 minutes, store-small-upscale-later about 1.5 hours).
-#   bash docs/make_results.sh [matrix|figures|sweep|rd ...]      (default: all four)
+# the matrix about 1 hour, the GAN sweep 30 minutes, store-small-upscale-later about 1.5 hours); equal-time trains two
+# networks for 25 minutes and runs only when named.
+#   bash docs/make_results.sh [matrix|figures|sweep|rd|equal-time ...]      (default: the first four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
@@ -46,4 +47,10 @@ if [[ " $PARTS " == *" rd "* ]]; then
   # and B100; the Kodak24 figure goes to docs/figures/.
   $SR rd --data $D/val/kodak24 $B/b100 --codecs jpeg,webp,avif --scales 1,2,4 --models bicubic,rescnn-x4-bicubic,rescnn \
     --out docs/results/rd && cp docs/results/rd/kodak24/rd_kodak24.png docs/figures/rd_kodak24.png
+fi
+
+if [[ " $PARTS " == *" equal-time "* ]]; then
+  # RepAttn against ResCNN at equal wall time (25 minutes each, side by side on one core each), from scratch on the
+  # bicubic track: curves in docs/figures/curves_equal_time.png, scores in docs/training/equal-time/benchmark/.
+  bash docs/training/equal-time/run.sh
 fi

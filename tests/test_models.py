@@ -1,10 +1,13 @@
 import pytest
 import torch
 
-from superres.models import ARCHS, DISCRIMINATORS, GENERATORS, build_model, count_parameters
+from superres.models import ARCHS, DISCRIMINATORS, GENERATORS, build_model, count_macs, count_parameters
 from superres.models.blocks import SubPixelUpsample
+from superres.models.repattn import RepConv
+from superres.optimize import fold_batchnorm
 
-TINY = {"cnn": {"channels": 8}, "rescnn": {"channels": 8, "num_blocks": 1}, "bicubic": {}}
+TINY = {"cnn": {"channels": 8}, "rescnn": {"channels": 8, "num_blocks": 1}, "repattn": {"channels": 8, "num_blocks": 1},
+        "bicubic": {}}
 
 
 def test_cnn_has_the_seed_parameter_count():
@@ -26,7 +29,7 @@ def test_generators_upscale_by_their_scale(arch, scale, generator):
     assert model.scale == scale
 
 
-@pytest.mark.parametrize("arch", ["cnn", "rescnn"])
+@pytest.mark.parametrize("arch", ["cnn", "rescnn", "repattn"])
 def test_every_parameter_gets_a_finite_gradient(arch, generator):
     model = build_model(arch, **TINY[arch])
     model(torch.rand(2, 3, 8, 8, generator=generator)).square().mean().backward()
@@ -73,7 +76,8 @@ def test_unknown_arch_and_activation_are_clear_errors():
         build_model("discriminator", activation="tanh")
     with pytest.raises(ValueError, match="scale"):
         build_model("rescnn", scale=5)
-    assert set(ARCHS) == {"bicubic", "cnn", "rescnn", "discriminator", "unet-discriminator"}
+    assert set(ARCHS) == {"bicubic", "cnn", "rescnn", "repattn", "discriminator", "unet-discriminator", "input",
+                          "richardson-lucy", "nl-means"}
     assert set(DISCRIMINATORS.values()) <= set(ARCHS)
 
 
@@ -120,3 +124,31 @@ def test_unet_discriminator_is_spectrally_normalised(generator):
     sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
     assert sigma == pytest.approx(1.0, abs=0.05)
     assert any("parametrizations.weight.original" in key for key in d.state_dict())
+
+
+def test_repattn_costs_under_a_third_of_rescnn():
+    repattn, rescnn = build_model("repattn"), build_model("rescnn")
+    assert count_macs(rescnn) == pytest.approx(129.26e9, rel=1e-3)  # the figure the efficient-network issue quotes
+    assert count_macs(repattn) < count_macs(rescnn) / 3
+    assert count_parameters(repattn) < count_parameters(rescnn) / 2
+
+
+def test_untrained_repattn_is_nearest_neighbour_upsampling(generator):
+    lq = torch.rand(1, 3, 6, 7, generator=generator)
+    with torch.no_grad():
+        sr = build_model("repattn", **TINY["repattn"]).eval()(lq)
+    assert torch.equal(sr, lq.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+
+
+def test_folding_the_re_parameterised_convolutions_keeps_the_output(generator):
+    torch.manual_seed(0)
+    model = build_model("repattn", channels=8, num_blocks=2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05)  # the zero tail too: a trained-like model
+    folded = fold_batchnorm(model)
+    assert any(isinstance(m, RepConv) for m in model.modules())  # the original is left as it was
+    assert not any(isinstance(m, RepConv) for m in folded.modules())
+    lq = torch.rand(2, 3, 11, 9, generator=generator)
+    with torch.no_grad():
+        assert torch.allclose(folded(lq), model(lq), atol=1e-5)

@@ -198,7 +198,7 @@ def _upscale_video(source: Path, target: Path, model, args: argparse.Namespace, 
 
 
 def _scaled(model, outscale: float | None) -> str:
-    what = f"x{model.scale} with {model.info.name}"
+    what = f"x{model.scale}{' (same size)' if model.scale == 1 else ''} with {model.info.name}"
     return what if outscale is None or outscale == model.scale else f"{what}, resized to x{outscale:g}"
 
 
@@ -223,6 +223,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     batch = args.batch or tile_batch(model.device)
     if args.scale is not None and args.scale != model.scale:
         raise CliError(f"--scale {args.scale} does not match the model's scale x{model.scale}")
+    name = model.info.name if model.info else args.model
+    if args.command == "restore" and model.scale != 1:
+        raise CliError(f"{name} is an x{model.scale} model: restore takes x1 models (use superres upscale)")
+    if args.command == "upscale" and model.scale == 1:
+        raise CliError(f"{name} is an x1 model, it keeps the size: use superres restore")
     with session("gloo", timeout=UPSCALE_WAIT) as world:  # only the failures travel between the ranks
         share = world.shard(plan)
         try:
@@ -238,7 +243,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         return EXIT_OK  # rank 0 reports this rank's failures and exits with the code for all of them
     ranks = f" on {world.size} ranks" if world.size > 1 else ""
     if len(plan) > 1 or failures:
-        print(f"upscaled {len(plan) - len(failures)} of {len(plan)} images {_scaled(model, args.outscale)} "
+        print(f"{args.command}d {len(plan) - len(failures)} of {len(plan)} images {_scaled(model, args.outscale)} "
               f"into {args.output}{ranks}")
     else:
         print(done or f"{plan[0][1]}: {_scaled(model, args.outscale)}")
@@ -304,8 +309,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         raise CliError(f"{args.data}: no such folder")
     model = _load(args.model, args)
+    degradation = args.degradation or "bicubic"
+    if args.degradation is None and model.scale == 1:
+        raise CliError(f"{model.info.name} restores at the same size: give --degradation blur, noise, jpeg or camera")
     try:
-        result = evaluate(model, args.data, model_name=model.info.name, degradation=args.degradation, tile=args.tile)
+        result = evaluate(model, args.data, model_name=model.info.name, degradation=degradation, tile=args.tile)
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
     print(_format_evaluation(result))
@@ -347,7 +355,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from superres.models import build_model, count_parameters
+    from superres.models import build_model, count_macs, count_parameters
     from superres.weights import DEFAULTS, catalogue, describe
 
     if args.inspect:
@@ -364,20 +372,23 @@ def cmd_models(args: argparse.Namespace) -> int:
         metrics = ", ".join(_headline(row["metrics"]))
         print(f"{row['name']:<28} {row['arch']:<8} {row['scale']:>5} {row['degradation']:<14} {row['params']:>10,}  {metrics}")
     print("\naliases: " + ", ".join(f"{k} -> {v}" for k, v in DEFAULTS.items()))
-    print("architectures: " + ", ".join(f"{a} ({count_parameters(build_model(a)):,} params)" for a in ("cnn", "rescnn", "discriminator")))
+    print("architectures (x4, multiply-adds for a 256x256 input): " + ", ".join(
+        f"{a} ({count_parameters(build_model(a)):,} params, {count_macs(build_model(a)) / 1e9:.1f} GMAC)"
+        for a in ("cnn", "rescnn", "repattn")) + f", discriminator ({count_parameters(build_model('discriminator')):,} params)")
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------------- benchmark
-def _conditions(data_dir: Path, requested: str) -> list[str]:
-    """The test conditions of `--degradations`: a comma-separated list, `all`, or `auto` (div2k-unknown where the
-    folder has LR_unknown/, else bicubic)."""
-    from superres.data.conditions import CONDITIONS
+def _conditions(data_dir: Path, requested: str, scale: int) -> list[str]:
+    """The test conditions of `--degradations` for a model of `scale`: a comma-separated list, `all` (those that
+    exist at the scale), or `auto` (for upscalers div2k-unknown where the folder has LR_unknown/, else bicubic; for
+    x1 models all)."""
+    from superres.data.conditions import CONDITIONS, applies
 
+    if requested == "all" or (requested == "auto" and scale == 1):
+        return [name for name in CONDITIONS if applies(name, scale)]
     if requested == "auto":
         return ["div2k-unknown" if (data_dir / "LR_unknown").is_dir() else "bicubic"]
-    if requested == "all":
-        return list(CONDITIONS)
     names = _comma_list(requested)
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown or not names:
@@ -396,12 +407,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     for folder in datasets:
         if not folder.is_dir():
             raise CliError(f"{folder}: no such folder")
-    plan = [(folder, _conditions(folder, args.degradations)) for folder in datasets]
     names = _comma_list(args.models)
     loaded = [_load(name, args) for name in names]  # fail before any work on a bad name
+    plans = {model.scale: [(folder, _conditions(folder, args.degradations, model.scale)) for folder in datasets]
+             for model in loaded}
     rows = []
     for name, model in zip(names, loaded):
-        for folder, conditions in plan:
+        for folder, conditions in plans[model.scale]:
             for condition in conditions:
                 result = evaluate(model, folder, model_name=model.info.name, degradation=condition, tile=args.tile)
                 row = {
@@ -637,7 +649,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
         if not (Path(run) / "log.csv").is_file():
             raise CliError(f"{run}: no log.csv in this folder (is it a run folder?)")
     keys = args.keys.split(",") if args.keys else None
-    out = plot_learning_curves([Path(r) for r in args.runs], args.output, keys=keys)
+    out = plot_learning_curves([Path(r) for r in args.runs], args.output, keys=keys, x=args.x)
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -705,6 +717,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from superres.evaluate import score_image
     from superres.imageio import is_image_path, list_images, read_picture
     from superres.inference import upscale
+    from superres.models.classical import for_condition
     from superres.report import Panel, comparison_figure, save_figure
 
     source = Path(args.input)
@@ -723,7 +736,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError("--degradation makes the LR from INPUT, which is then the ground truth: leave out --hr")
     names = _comma_list(args.models)
     models = [(name, _load(name, args)) for name in names]
-    scale = models[0][1].scale
+    scales = {model.scale for _, model in models}
+    if len(scales) > 1:
+        raise CliError(f"--models: one figure compares models of one scale, got x{', x'.join(map(str, sorted(scales)))}")
+    scale = scales.pop()
     for lq_path in inputs:
         lq = read_picture(lq_path).pixels
         gt = None
@@ -738,8 +754,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         lq = lq.expand(3, -1, -1)
         panels = []
         for name, model in models:
-            sr = upscale(model, lq, tile=args.tile)
-            label = "bicubic (upscaled input)" if name == "bicubic" else model.info.name
+            sr = upscale(for_condition(model, args.degradation) if args.degradation else model, lq, tile=args.tile)
+            label = {"bicubic": "bicubic (upscaled input)", "input": "input (degraded)"}.get(name, model.info.name)
             if gt is not None:
                 gt = gt[:, : sr.shape[-2], : sr.shape[-1]]
                 scores = score_image(sr, gt, scale=model.scale)
@@ -901,27 +917,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tile", type=positive, default=tile,
                        help=f"tile size in input pixels, bounds memory (default: {tile or 'whole image'})")
 
-    p = commands.add_parser("upscale", help="upscale images, folders of images, or videos")
-    p.add_argument("inputs", nargs="+", help="image or video files, or folders (of images)")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    p.add_argument("--model", default="rescnn", help="shipped model name, weights path (ours, or another project's "
-                   "model file that spandrel knows: ESRGAN, Real-ESRGAN, SwinIR, ...), or bicubic (default: rescnn)")
-    p.add_argument("--scale", type=int, help="if given, must match the model's scale")
-    p.add_argument("--outscale", type=float, metavar="F",
-                   help="output size = input size x F: the model's scale, then a bicubic resize (default: the model's)")
-    p.add_argument("--overlap", type=non_negative, default=32, help="tile overlap in input pixels (default: 32: enough for the shipped models to tile seamlessly)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
-    p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
-    p.add_argument("--batch", type=at_least_one, help="tiles per model call (default: 4 on a GPU, 1 on the CPU)")
-    runtime_options(p, tile=512, per_picture=True)
-    p.set_defaults(run=cmd_upscale)
+    for command, what in (("upscale", "upscale images, folders of images, or videos"),
+                          ("restore", "deblur, denoise and remove JPEG blocks at the same size with an x1 model: "
+                                      "images, folders of images, or videos")):
+        p = commands.add_parser(command, help=what)
+        p.add_argument("inputs", nargs="+", help="image or video files, or folders (of images)")
+        p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+        if command == "upscale":
+            p.add_argument("--model", default="rescnn", help="shipped model name, weights path (ours, or another "
+                           "project's model file that spandrel knows: ESRGAN, Real-ESRGAN, SwinIR, ...), or bicubic "
+                           "(default: rescnn)")
+        else:
+            p.add_argument("--model", required=True, help="an x1 model: weights path (ours, trained with "
+                           "configs/rescnn_x1_general.toml, or another project's that spandrel knows)")
+        p.add_argument("--scale", type=int, help="if given, must match the model's scale")
+        p.add_argument("--outscale", type=float, metavar="F", help="output size = input size x F: the model's "
+                       "scale, then a bicubic resize (default: the model's)")
+        p.add_argument("--overlap", type=non_negative, default=32, help="tile overlap in input pixels (default: 32: "
+                       "enough for the shipped models to tile seamlessly)")
+        p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
+        p.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist")
+        p.add_argument("--batch", type=at_least_one, help="tiles per model call (default: 4 on a GPU, 1 on the CPU)")
+        runtime_options(p, tile=512, per_picture=True)
+        p.set_defaults(run=cmd_upscale)
 
     p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/)")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="folder with HR/ and optionally LR_bicubic/X4/ or LR_unknown/X4/")
-    p.add_argument("--degradation", default="bicubic", choices=conditions,
+    p.add_argument("--degradation", choices=conditions,
                    help="test condition: the LR files of the folder where it has them, else made from the HR "
-                        "(default: bicubic)")
+                        "(default: bicubic; x1 models need one of blur, noise, jpeg, camera)")
     p.add_argument("--json", help="also write the results as JSON to this file")
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_evaluate)
@@ -1003,6 +1028,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run folders (each with log.csv)")
     p.add_argument("-o", "--output", required=True, help="output PNG")
     p.add_argument("--keys", help="comma-separated log keys (default: losses and val/psnr)")
+    p.add_argument("--x", choices=["step", "minutes"], default="step",
+                   help="the horizontal axis: steps, or minutes of wall time (default: step)")
     p.set_defaults(run=cmd_curves)
 
     p = commands.add_parser("serve", help="a browser UI on this computer: upload, upscale, compare, download")

@@ -16,6 +16,7 @@ from superres.data.conditions import CONDITIONS, condition_lq
 from superres.imageio import read_picture
 from superres.inference import model_device, upscale
 from superres.metrics import gradient_energy, periodic_energy, psnr, ssim
+from superres.models.classical import for_condition
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ def evaluate(
     tile: int | None = None,
     on_image: Callable[[int, int, ImageScore], None] | None = None,
 ) -> Evaluation:
-    """Upscale the LR of every HR image of `data_dir` (see `test_images`) and score it."""
+    """Upscale the LR of every HR image of `data_dir` (see `test_images`) and score it. Oracle baselines
+    (`superres.models.classical`) are told the condition."""
     scale = model.scale
+    model = for_condition(model, degradation)
     images = test_images(data_dir, degradation=degradation, scale=scale)
     scores: list[ImageScore] = []
     for index, (name, lq, gt) in enumerate(images):

@@ -21,8 +21,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` in eval mode in which every BatchNorm2d that directly follows a Conv2d inside an
-    nn.Sequential is folded into that convolution's weight and bias and replaced by nn.Identity."""
-    folded = copy.deepcopy(model).eval()
+    nn.Sequential is folded into that convolution's weight and bias and replaced by nn.Identity, and every
+    re-parameterisable convolution (`superres.models.repattn.RepConv`) by its single folded convolution."""
+    from superres.models.repattn import fold_reparameterized
+
+    folded = fold_reparameterized(copy.deepcopy(model).eval())
     for sequence in folded.modules():
         if not isinstance(sequence, nn.Sequential):
             continue

@@ -328,6 +328,22 @@ def read_log(run_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.
     return out
 
 
+def read_minutes(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, minutes since the run started) of every logged row of a run's log.csv, sorted by step: the wall
+    clock at which the run reached each step (a resumed run: the time of the last time through it)."""
+    run_dir = Path(run_dir)
+    path = run_dir if run_dir.suffix == ".csv" else run_dir / "log.csv"
+    clock: dict[int, float] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                clock[int(float(row["step"]))] = float(row["seconds"]) / 60.0
+            except (KeyError, TypeError, ValueError):
+                continue
+    steps = np.array(sorted(clock), dtype=np.int64)
+    return steps, np.array([clock[s] for s in steps], dtype=np.float64)
+
+
 def _is_loss(key: str) -> bool:
     return key in LOSS_KEYS or key.endswith("loss")
 
@@ -356,8 +372,10 @@ def plot_learning_curves(
     keys: Sequence[str] | None = None,
     window: int | None = None,
     max_columns: int = 3,
+    x: str = "step",
 ) -> Path:
-    """One subplot per key, runs overlaid: the raw curve faint, its trailing moving average bold.
+    """One subplot per key, runs overlaid: the raw curve faint, its trailing moving average bold; against the
+    step, or with `x="minutes"` against the wall clock (runs of equal time side by side).
 
     `keys` defaults to the loss keys present plus `val/psnr`. `window` is the moving-average length in logged
     points; None picks about 1/25 of each curve. Losses that stay positive and span a decade get a log y axis.
@@ -368,6 +386,8 @@ def plot_learning_curves(
 
     if not run_dirs:
         raise ValueError("plot_learning_curves needs at least one run folder")
+    if x not in ("step", "minutes"):
+        raise ValueError(f"x must be step or minutes, got {x!r}")
     paths = [Path(d) for d in run_dirs]
     logs = [read_log(p) for p in paths]
     present = set().union(*logs)
@@ -384,13 +404,16 @@ def plot_learning_curves(
     FigureCanvasAgg(fig)
     colours = [f"C{i % 10}" for i in range(len(logs))]
     names = _run_names(paths)
+    clocks = [read_minutes(p) if x == "minutes" else None for p in paths]
     for i, key in enumerate(keys):
         ax = fig.add_subplot(rows, columns, i + 1)
         all_values = []
-        for log, name, colour in zip(logs, names, colours):
+        for log, clock, name, colour in zip(logs, clocks, names, colours):
             if key not in log:
                 continue
             steps, values = log[key]
+            if clock is not None:
+                steps = np.interp(steps, *clock)
             all_values.append(values)
             n = window if window is not None else max(1, round(len(values) / 25))
             marker = "o" if len(values) <= 30 else None
@@ -400,7 +423,7 @@ def plot_learning_curves(
         if _is_loss(key) and joined.min() > 0 and joined.max() / joined.min() >= 10:
             ax.set_yscale("log")
         ax.set_title(key)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step" if x == "step" else "minutes of wall time")
         ax.grid(True, alpha=0.3, which="both" if ax.get_yscale() == "log" else "major")
     handles = {}  # one entry per run, even for a run missing from the first subplot
     for ax in fig.axes:

@@ -179,6 +179,21 @@ def check_same_run(saved: RunConfig, config: RunConfig) -> None:
 # --- networks -----------------------------------------------------------------------------------------------
 
 
+def init_from(generator: nn.Module, start: nn.Module, arch: str, args: dict) -> None:
+    """Copy `start`'s weights into `generator`, both `arch` with the same arguments: all of them, or where only
+    the scale differs the feature extractor (everything before the upsampler and the tail), so that an x1
+    restoration model starts from an x4 model's features while its zero tail keeps it the identity."""
+    def but_scale(kwargs: dict) -> dict:
+        return {k: v for k, v in kwargs.items() if k != "scale"}
+
+    if (start.info.arch, but_scale(start.info.args)) != (arch, but_scale(args)):
+        raise TrainingError(f"model.init_weights holds {start.info.arch} {start.info.args}, not {arch} {args}")
+    state = start.state_dict()
+    if start.scale != generator.scale:
+        state = {k: v for k, v in state.items() if not k.startswith(("upsample.", "tail."))}
+    generator.load_state_dict(state, strict=start.scale == generator.scale)
+
+
 def build_step(config: RunConfig, device: torch.device, precision: str, world: World) -> tuple[Step, str, dict]:
     """The step object of the mode with its networks on `device`, and the generator's arch and args. In GAN mode
     the generator starts from `gan.generator_weights`; in supervised mode from scratch or `model.init_weights`."""
@@ -192,10 +207,7 @@ def build_step(config: RunConfig, device: torch.device, precision: str, world: W
         arch, args = config.model.arch, dict(config.model.args)
         generator = build_model(arch, **args)
         if config.model.init_weights:  # fine-tune: start from trained weights of the same architecture
-            start = load_model(config.model.init_weights)
-            if (start.info.arch, start.info.args) != (arch, args):
-                raise TrainingError(f"model.init_weights holds {start.info.arch} {start.info.args}, not {arch} {args}")
-            generator.load_state_dict(start.state_dict())
+            init_from(generator, load_model(config.model.init_weights), arch, args)
     generator = sync_batchnorm(generator.to(device, memory_format=memory_format).train(), t.sync_batchnorm, world)
     if generator.scale != config.data.scale:
         raise TrainingError(f"the {arch} model upscales x{generator.scale} but data.scale is {config.data.scale}")

@@ -20,7 +20,7 @@ from torch import nn
 
 from superres import __version__
 from superres.files import atomic_write
-from superres.models import GENERATORS, build_model, count_parameters
+from superres.models import BASELINES, GENERATORS, build_model, count_parameters
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 # What a bare architecture name resolves to: `--model rescnn` is the model for blurred real-world input.
@@ -142,8 +142,8 @@ def _newest(base: str) -> Path | None:
 
 
 def resolve(name_or_path: str) -> Path | None:
-    """The weights file a name or path means; None for `bicubic`, which has no weights."""
-    if name_or_path == "bicubic":
+    """The weights file a name or path means; None for the baselines without weights (`BASELINES`)."""
+    if name_or_path in BASELINES:
         return None
     candidate = Path(name_or_path)
     if candidate.suffix in (".safetensors", ".pth", ".pt", ".ckpt") or os.sep in name_or_path:
@@ -154,7 +154,7 @@ def resolve(name_or_path: str) -> Path | None:
     exact = PRETRAINED_DIR / f"{name}.safetensors"
     found = exact if exact.is_file() else _newest(name)
     if found is None:
-        known = ", ".join(["bicubic", *sorted(DEFAULTS), *(i.name for i in catalogue())])
+        known = ", ".join([*BASELINES, *sorted(DEFAULTS), *(i.name for i in catalogue())])
         raise WeightsError(f"unknown model {name_or_path!r}; known: {known}")
     return found
 
@@ -197,15 +197,17 @@ def _load_state(path: Path) -> tuple[WeightsInfo | None, object]:
 
 
 def load_model(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from a shipped name, a `.safetensors`/`.pth` path, or `bicubic`; eval mode, on `device`.
-    A file in another project's format goes to spandrel (`superres.community`).
+    """Rebuild a model from a shipped name, a `.safetensors`/`.pth` path, or a baseline's name (`bicubic`, and the
+    classical x1 restorers of `superres.models.classical`); eval mode, on `device`. A file in another project's
+    format goes to spandrel (`superres.community`).
 
     The returned module carries its `WeightsInfo` as `model.info`.
     """
     path = resolve(str(name_or_path))
     if path is None:
-        model = build_model("bicubic", scale=4)
-        model.info = WeightsInfo("bicubic", None, "bicubic", {"scale": 4}, 4, "any")
+        name = str(name_or_path)
+        model = build_model(name, **BASELINES[name])
+        model.info = WeightsInfo(name, None, name, dict(BASELINES[name]), model.scale, "any")
         return model.eval().to(device)
     info, state = _load_state(path)
     if info is None:

@@ -11,7 +11,8 @@ noise sigmas in 0..255 units.
     jpeg           bicubic x4, then JPEG quality 40
     camera         Gaussian sigma 1.2, bicubic x4, Gaussian noise sigma 5, JPEG quality 60
 
-Where a test folder holds real LR files for a condition (`LR_bicubic/`, `LR_unknown/`), those are used instead
+At x1 (restoration at the same size) the decimation is left out and bicubic and div2k-unknown do not exist
+(`applies`). Where a test folder holds real LR files for a condition (`LR_bicubic/`, `LR_unknown/`), those are used instead
 (`superres.evaluate.test_images`).
 """
 
@@ -46,7 +47,16 @@ CONDITIONS = {
         Condition("camera", blur_sigma=1.2, noise_sigma=5.0, jpeg_quality=60),
     )
 }
-_BLUR_SIZE = 21  # taps of the Gaussian: +-10 pixels, beyond 6 sigma for sigma 1.6
+BLUR_SIZE = 21  # taps of the Gaussian: +-10 pixels, beyond 6 sigma for sigma 1.6
+
+
+def applies(name: str, scale: int) -> bool:
+    """Whether the condition `name` exists at `scale`: div2k-unknown is x4 only, and at x1 (restoration at the same
+    size) only the conditions that damage the image (blur, noise, jpeg, camera) are tests."""
+    condition = CONDITIONS[name]
+    if scale == 1:
+        return bool(condition.blur_sigma or condition.noise_sigma or condition.jpeg_quality)
+    return condition.decimation != "div2k-unknown" or scale == 4
 
 
 def condition_seed(gt: torch.Tensor, name: str) -> int:
@@ -60,10 +70,13 @@ def condition_lq(gt: torch.Tensor, name: str, scale: int = 4) -> torch.Tensor:
     condition = CONDITIONS.get(name)
     if condition is None:
         raise ValueError(f"unknown test condition {name!r}; expected one of {', '.join(CONDITIONS)}")
+    if not applies(name, scale):
+        raise ValueError(f"the test condition {name} does not exist at x{scale}; at x{scale} there are "
+                         f"{', '.join(n for n in CONDITIONS if applies(n, scale))}")
     x = gt[None].float()  # (1, 3, H, W)
     if condition.blur_sigma:
         sigma = torch.tensor([condition.blur_sigma])
-        x = blur(x, gaussian_kernels(sigma, sigma, torch.zeros(1), _BLUR_SIZE))
+        x = blur(x, gaussian_kernels(sigma, sigma, torch.zeros(1), BLUR_SIZE))
     lq = degrade(x, condition.decimation, scale)[0]  # on 8-bit levels
     if condition.noise_sigma:
         generator = torch.Generator().manual_seed(condition_seed(gt, name))

@@ -38,13 +38,15 @@ class SubPixelUpsample(nn.Sequential):
 
 
 def upsample_stages(channels: int, scale: int, make_activation: Callable[[], nn.Module]) -> nn.Sequential:
-    """x2 stages for scales 2 and 4, one x3 stage for scale 3."""
-    if scale == 3:
+    """x2 stages for scales 2, 4 and 8, one x3 stage for scale 3, none for scale 1 (restoration at the same size)."""
+    if scale == 1:
+        factors = []
+    elif scale == 3:
         factors = [3]
     elif scale in (2, 4, 8):
         factors = [2] * (scale.bit_length() - 1)
     else:
-        raise ValueError(f"scale must be 2, 3, 4 or 8, got {scale}")
+        raise ValueError(f"scale must be 1, 2, 3, 4 or 8, got {scale}")
     return nn.Sequential(*(SubPixelUpsample(channels, f, make_activation()) for f in factors))
 
 

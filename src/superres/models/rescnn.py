@@ -9,7 +9,10 @@ from superres.models.blocks import ResidualBlock, conv3x3, upsample_stages
 
 
 class ResCNN(nn.Module):
-    """conv 64 + PReLU, residual blocks, conv-BN with a long skip, sub-pixel upsampling, conv to RGB."""
+    """conv 64 + PReLU, residual blocks, conv-BN with a long skip, sub-pixel upsampling, conv to RGB.
+
+    At scale 1 (restoration at the same size) there is no upsampling and the output is the input plus the tail's
+    correction; the tail starts at zero, so the untrained model is the identity."""
 
     def __init__(
         self,
@@ -30,9 +33,13 @@ class ResCNN(nn.Module):
         self.body_tail = nn.Sequential(conv3x3(channels, channels, bias=False), nn.BatchNorm2d(channels))
         self.upsample = upsample_stages(channels, scale, lambda: nn.PReLU(channels))
         self.tail = nn.Conv2d(channels, in_channels, tail_kernel, padding=tail_kernel // 2)
+        if scale == 1:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, 3, H, W) in [0, 1]
-        x = self.head(x)  # (B, C, H, W)
-        x = x + self.body_tail(self.body(x))  # long skip from the first conv
-        x = self.upsample(x)  # (B, C, H*s, W*s)
-        return self.tail(x)  # (B, 3, H*s, W*s), image range [0, 1]
+        features = self.head(x)  # (B, C, H, W)
+        features = features + self.body_tail(self.body(features))  # long skip from the first conv
+        features = self.upsample(features)  # (B, C, H*s, W*s)
+        out = self.tail(features)  # (B, 3, H*s, W*s), image range [0, 1]
+        return x + out if self.scale == 1 else out  # x1: a correction of the input

@@ -59,6 +59,8 @@ def model_choices() -> list[ModelChoice]:
         if re.sub(r"-v\d+$", "", info.name) in aliased:
             continue
         note = f"{info.arch}, " + _DEGRADATION_NOTES.get(info.degradation, f"trained for {info.degradation} input")
+        if info.scale == 1:
+            note = f"{info.arch}, x1: deblurs, denoises and removes JPEG blocks at the same size"
         choices.append(ModelChoice(info.name, note))
     choices.append(ModelChoice("bicubic", _ALIAS_NOTES["bicubic"]))
     return choices
