@@ -16,6 +16,7 @@ from superres.report import (
     comparison_figure,
     moving_average,
     plot_learning_curves,
+    read_minutes,
     read_log,
     save_figure,
     write_table,
@@ -173,6 +174,16 @@ def test_learning_curves_overlay_runs(tmp_path):
     single = plot_learning_curves([tmp_path / "baseline"], tmp_path / "one.png", keys=["val/psnr"])
     with Image.open(single) as image:
         assert image.width < 1000  # one subplot
+
+
+def test_learning_curves_against_wall_time(tmp_path):
+    write_log(tmp_path / "run", fake_rows(1.0, steps=20))  # step k logged at k * 0.5 s
+    steps, minutes = read_minutes(tmp_path / "run")
+    assert steps.tolist() == list(range(1, 21)) and minutes[-1] == pytest.approx(10 / 60)
+    out = plot_learning_curves([tmp_path / "run"], tmp_path / "t.png", keys=["val/psnr"], x="minutes")
+    assert out.is_file()
+    with pytest.raises(ValueError, match="step or minutes"):
+        plot_learning_curves([tmp_path / "run"], tmp_path / "u.png", x="hours")
 
 
 def test_learning_curves_reject_missing_or_empty_logs(tmp_path):
