@@ -296,14 +296,19 @@ def moving_average(values: Sequence[float] | np.ndarray, window: int) -> np.ndar
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
+def _log_path(run_dir: str | os.PathLike[str]) -> Path:
+    """A run folder's log.csv, or the given .csv itself."""
+    run_dir = Path(run_dir)
+    return run_dir if run_dir.suffix == ".csv" else run_dir / "log.csv"
+
+
 def read_log(run_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """log.csv (`step,seconds,key,value`, one row per scalar) -> {key: (steps, values)}, sorted by step.
 
     A step logged twice (a resumed run repeats the steps after its last checkpoint) keeps its latest value.
     Non-finite values and malformed rows (a line cut short by a crash) are skipped.
     """
-    run_dir = Path(run_dir)
-    path = run_dir if run_dir.suffix == ".csv" else run_dir / "log.csv"
+    path = _log_path(run_dir)
     if not path.is_file():
         raise ValueError(f"{path}: no training log found")
     series: dict[str, dict[int, float]] = {}
@@ -331,10 +336,8 @@ def read_log(run_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.
 def read_minutes(run_dir: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """(steps, minutes since the run started) of every logged row of a run's log.csv, sorted by step: the wall
     clock at which the run reached each step (a resumed run: the time of the last time through it)."""
-    run_dir = Path(run_dir)
-    path = run_dir if run_dir.suffix == ".csv" else run_dir / "log.csv"
     clock: dict[int, float] = {}
-    with path.open(newline="") as f:
+    with _log_path(run_dir).open(newline="") as f:
         for row in csv.DictReader(f):
             try:
                 clock[int(float(row["step"]))] = float(row["seconds"]) / 60.0

@@ -50,6 +50,12 @@ CONDITIONS = {
 BLUR_SIZE = 21  # taps of the Gaussian: +-10 pixels, beyond 6 sigma for sigma 1.6
 
 
+def blur_kernel(condition: Condition) -> torch.Tensor:
+    """The condition's isotropic Gaussian, (1, BLUR_SIZE, BLUR_SIZE) summing to 1 (for a condition with blur)."""
+    sigma = torch.tensor([condition.blur_sigma])
+    return gaussian_kernels(sigma, sigma, torch.zeros(1), BLUR_SIZE)
+
+
 def applies(name: str, scale: int) -> bool:
     """Whether the condition `name` exists at `scale`: div2k-unknown is x4 only, and at x1 (restoration at the same
     size) only the conditions that damage the image (blur, noise, jpeg, camera) are tests."""
@@ -75,8 +81,7 @@ def condition_lq(gt: torch.Tensor, name: str, scale: int = 4) -> torch.Tensor:
                          f"{', '.join(n for n in CONDITIONS if applies(n, scale))}")
     x = gt[None].float()  # (1, 3, H, W)
     if condition.blur_sigma:
-        sigma = torch.tensor([condition.blur_sigma])
-        x = blur(x, gaussian_kernels(sigma, sigma, torch.zeros(1), BLUR_SIZE))
+        x = blur(x, blur_kernel(condition))
     lq = degrade(x, condition.decimation, scale)[0]  # on 8-bit levels
     if condition.noise_sigma:
         generator = torch.Generator().manual_seed(condition_seed(gt, name))

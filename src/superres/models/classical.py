@@ -4,7 +4,7 @@
     richardson-lucy  Richardson-Lucy deconvolution given the test condition's true Gaussian kernel: an oracle
                      baseline no blind method can count on; the input itself where the condition has no blur
     nl-means         non-local means (scikit-image, fast mode) given the condition's noise sigma where it has
-                     noise (an oracle), else with the sigma scikit-image estimates from the image
+                     noise (an oracle), else with a robust estimate from the image (`noise_sigma`)
 
 The oracles need the condition (`superres.data.conditions`): `for_condition(model, name)` gives them one, and
 evaluation and comparison figures call it for every model (a no-op for networks).
@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from superres.data.conditions import BLUR_SIZE, CONDITIONS, Condition
-from superres.data.degrade import gaussian_kernels
+from superres.data.conditions import BLUR_SIZE, CONDITIONS, Condition, blur_kernel
 
 RL_ITERATIONS = 30  # scikit-image's default is 50; fewer amplify the noise of the "camera" condition less
 
@@ -61,11 +60,9 @@ class RichardsonLucy(Classical):
     def restore(self, image: np.ndarray) -> np.ndarray:
         from skimage.restoration import richardson_lucy
 
-        sigma = self.condition.blur_sigma
-        if not sigma:
+        if not self.condition.blur_sigma:
             return image
-        s = torch.tensor([sigma])
-        psf = gaussian_kernels(s, s, torch.zeros(1), BLUR_SIZE)[0].double().numpy()
+        psf = blur_kernel(self.condition)[0].double().numpy()
         pad = BLUR_SIZE
         padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
         planes = [richardson_lucy(padded[..., c], psf, num_iter=RL_ITERATIONS, clip=True) for c in range(3)]
