@@ -279,7 +279,8 @@ def test_browser_upscale_compare_download(live_url, tmp_path):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     expect = sync_api.expect
     photo = real_photo()
-    width, height = Image.open(photo).size
+    with Image.open(photo) as source:
+        (width, height), kept_format = source.size, source.format  # the result keeps the input's format
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
@@ -303,7 +304,7 @@ def test_browser_upscale_compare_download(live_url, tmp_path):
             saved = tmp_path / f"{model}_{download_info.value.suggested_filename}"
             download_info.value.save_as(saved)
             with Image.open(saved) as result:
-                assert result.size == (width * 4, height * 4) and result.format == "PNG"
+                assert result.size == (width * 4, height * 4) and result.format == kept_format
         expect(page.locator("#after-img")).to_have_js_property("naturalWidth", width * 4)
 
         page.locator("#split").fill("25")
