@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from superres import __version__
-from superres.data.conditions import CONDITIONS
+from superres.data.conditions import CONDITIONS, applies
 from superres.evaluate import evaluate
 from superres.models import count_parameters
 from superres.weights import PRETRAINED_DIR, load_model, save_weights
@@ -39,34 +39,37 @@ def tag(key: str, degradation: str) -> str:
     return key if degradation == "bicubic" or key == "div2k_unknown" else f"{key}_{degradation}"
 
 
+def measurements(scale: int, degradation: str) -> list[tuple[str, Path, str]]:
+    """(key, folder, condition) of every measurement of a model: the benchmark sets under its own degradation, or
+    under every named test condition that exists at its scale for a model for any photo (`realistic`), plus the real
+    DIV2K unknown-track pairs for x4 models."""
+    conditions = [c for c in CONDITIONS if applies(c, scale)] if degradation not in CONDITIONS else [degradation]
+    plan = [(key, DATA / sub, c) for key, sub in SETS for c in conditions]
+    if scale == 4:
+        plan.append(("div2k_unknown", DATA / "div2k_unknown_x4", "div2k-unknown"))
+    return plan
+
+
 def measure(model, degradation: str) -> dict[str, float]:
-    """Benchmarks with the LR of the model's own degradation (official bicubic LR, or made by div2k-unknown from
-    the HR), plus the real DIV2K unknown-track pairs. A model for any photo (`realistic`) is measured under every
-    named test condition (`superres.data.conditions`)."""
     metrics = {}
-    conditions = list(CONDITIONS) if degradation not in CONDITIONS else [degradation]
-    folders = [(key, DATA / sub, c) for key, sub in SETS for c in conditions]
-    for key, folder, deg in [*folders, ("div2k_unknown", DATA / "div2k_unknown_x4", "div2k-unknown")]:
+    for key, folder, deg in measurements(model.scale, degradation):
         result = evaluate(model, folder, model_name=model.info.name, degradation=deg, tile=256)
         for metric in METRICS:
             metrics[f"{tag(key, deg)}/{metric}"] = round(getattr(result, metric), 4)
     return metrics
 
 
-def metrics_from(rows: list[dict], model_name: str, degradation: str) -> dict[str, float]:
-    """The metrics `measure` takes, from the rows of `superres benchmark` runs that measured the same file
-    (`--models SOURCE` on the benchmark sets under every condition, and on the DIV2K unknown pairs)."""
+def metrics_from(rows: list[dict], names: tuple[str, ...], scale: int, degradation: str) -> dict[str, float]:
+    """The metrics `measure` takes, from the rows of `superres benchmark` runs of the same weights, named in the rows
+    by one of `names` (the source file, or the shipped name where those weights were measured under it)."""
     metrics = {}
-    for r in (r for r in rows if r["model"] == model_name):
-        key = "div2k_unknown" if r["data"] == "div2k_unknown_x4" else r["data"]
-        if key != "div2k_unknown" and degradation in CONDITIONS and r["degradation"] != degradation:
-            continue  # a specialist: the sets under its own degradation only (the real pairs always)
+    for key, _, deg in measurements(scale, degradation):
+        data = "div2k_unknown_x4" if key == "div2k_unknown" else key
+        found = [r for r in rows if r["model"] in names and r["data"] == data and r["degradation"] == deg]
+        if not found:
+            raise SystemExit(f"no row of {' or '.join(names)} on {data} under {deg} in the given benchmark files")
         for metric in METRICS:
-            metrics[f"{tag(key, r['degradation'])}/{metric}"] = round(r[metric], 4)
-    expected = len(SETS) * (len(CONDITIONS) if degradation not in CONDITIONS else 1) + 1
-    if len(metrics) != len(METRICS) * expected:
-        raise SystemExit(f"{len(metrics) // len(METRICS)} of the {expected} measurements of {model_name} are in "
-                         "the rows")
+            metrics[f"{tag(key, deg)}/{metric}"] = round(found[0][metric], 4)
     return metrics
 
 
@@ -84,8 +87,8 @@ def card(name: str, info, metrics: dict, recipe: dict, params: int, note: str) -
         "",
         *(f"- {k}: {v}" for k, v in recipe.items()),
         "",
-        "## Measured with `superres evaluate` (border of 4 px cropped; sharpness = gradient energy SR / HR;",
-        "checkerboard = spectral energy at the 4-periodic frequencies SR / HR, `superres.metrics.periodic_energy`)",
+        f"## Measured with `superres evaluate` (border of {info.scale} px cropped; sharpness = gradient energy SR / HR;",
+        f"checkerboard = spectral energy at the {info.scale}-periodic frequencies SR / HR, `superres.metrics.periodic_energy`)",
         "",
         "| data | PSNR-Y | SSIM-Y | PSNR-RGB | SSIM-RGB | sharpness | checkerboard |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -95,10 +98,14 @@ def card(name: str, info, metrics: dict, recipe: dict, params: int, note: str) -
             for r in rows
         ),
         "",
-        "Set5/Set14/B100 use their official bicubic LR for the `bicubic` rows; other rows are tagged with the test",
-        "condition (`superres.data.conditions`) that made their LR from the HR. `div2k_unknown` is the 4 real",
-        "NTIRE 2017 unknown-track pairs in ../shared/data/div2k_unknown_x4 (bicubic upscaling: 22.98 dB RGB there).",
+        "Set5/Set14/B100 use their official bicubic LR for the `bicubic` rows; other rows are tagged with the test"
+        if info.scale == 4 else f"There are no official x{info.scale} LR files: every row's input is made from the HR by",
+        "condition (`superres.data.conditions`) that made their LR from the HR."
+        if info.scale == 4 else "the test condition it names (`superres.data.conditions`), bicubic included.",
     ]
+    if "div2k_unknown" in rows:
+        lines += ["`div2k_unknown` is the 4 real NTIRE 2017 unknown-track pairs in ../shared/data/div2k_unknown_x4",
+                  "(bicubic upscaling: 22.98 dB RGB there)."]
     return "\n".join(lines) + "\n"
 
 
@@ -108,15 +115,16 @@ def main() -> None:
     parser.add_argument("name", help="e.g. rescnn-x4-div2k-unknown")
     parser.add_argument("--recipe", default="{}", help="JSON merged into the training recipe")
     parser.add_argument("--card-note", default="")
-    parser.add_argument("--metrics-from", nargs="+", type=Path, help="benchmark.json files of `superres benchmark "
-                        "--models SOURCE` runs (the sets under every condition, the DIV2K pairs): no second measurement")
+    parser.add_argument("--metrics-from", nargs="+", type=Path, help="benchmark.json files of `superres benchmark` "
+                        "runs of these weights, as SOURCE or as NAME (the sets under every condition, the DIV2K pairs): "
+                        "no second measurement")
     args = parser.parse_args()
     model = load_model(args.source)
     info = model.info
     recipe = {**info.recipe, **json.loads(args.recipe)}
     if args.metrics_from:
         rows = [row for path in args.metrics_from for row in json.loads(path.read_text())]
-        metrics = metrics_from(rows, args.source, info.degradation)
+        metrics = metrics_from(rows, (args.source, args.name), info.scale, info.degradation)
     else:
         metrics = measure(model, info.degradation)
     version = next_version(args.name)
