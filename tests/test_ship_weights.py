@@ -41,7 +41,7 @@ def row(data: str, degradation: str, psnr: float) -> dict:
 def test_metrics_come_from_the_matching_benchmark_rows():
     rows = [row(data, c, 30.0 + i) for i, (data, c) in enumerate(sorted(conditions(1)))]
     rows.append(row("set5", "blur", 99.0) | {"model": "other"})
-    metrics = ship.metrics_from(rows, ("m.safetensors", "m"), 1, "realistic")
+    metrics = ship.metrics_from(rows, "m.safetensors", 1, "realistic")
     assert len(metrics) == 12 * len(ship.METRICS)
     assert metrics["b100_blur/psnr_y"] == 30.0  # sorted first
     assert "set5_blur/psnr_y" in metrics and metrics["set5_blur/psnr_y"] != 99.0
@@ -50,4 +50,4 @@ def test_metrics_come_from_the_matching_benchmark_rows():
 def test_a_missing_measurement_is_named():
     rows = [row("set5", "blur", 30.0)]
     with pytest.raises(SystemExit, match="set5 under noise"):
-        ship.metrics_from(rows, ("m.safetensors",), 1, "realistic")
+        ship.metrics_from(rows, "m.safetensors", 1, "realistic")

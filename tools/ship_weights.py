@@ -59,15 +59,13 @@ def measure(model, degradation: str) -> dict[str, float]:
     return metrics
 
 
-def metrics_from(rows: list[dict], names: tuple[str, ...], scale: int, degradation: str) -> dict[str, float]:
-    """The metrics `measure` takes, from the rows of `superres benchmark` runs of the same weights, named in the rows
-    by one of `names` (the source file, or the shipped name where those weights were measured under it)."""
+def metrics_from(rows: list[dict], model_name: str, scale: int, degradation: str) -> dict[str, float]:
+    """The metrics `measure` takes, from the rows of `superres benchmark --models SOURCE` runs of the same file."""
     metrics = {}
-    for key, _, deg in measurements(scale, degradation):
-        data = "div2k_unknown_x4" if key == "div2k_unknown" else key
-        found = [r for r in rows if r["model"] in names and r["data"] == data and r["degradation"] == deg]
+    for key, folder, deg in measurements(scale, degradation):
+        found = [r for r in rows if r["model"] == model_name and r["data"] == folder.name and r["degradation"] == deg]
         if not found:
-            raise SystemExit(f"no row of {' or '.join(names)} on {data} under {deg} in the given benchmark files")
+            raise SystemExit(f"no row of {model_name} on {folder.name} under {deg} in the given benchmark files")
         for metric in METRICS:
             metrics[f"{tag(key, deg)}/{metric}"] = round(found[0][metric], 4)
     return metrics
@@ -98,11 +96,13 @@ def card(name: str, info, metrics: dict, recipe: dict, params: int, note: str) -
             for r in rows
         ),
         "",
-        "Set5/Set14/B100 use their official bicubic LR for the `bicubic` rows; other rows are tagged with the test"
-        if info.scale == 4 else f"There are no official x{info.scale} LR files: every row's input is made from the HR by",
-        "condition (`superres.data.conditions`) that made their LR from the HR."
-        if info.scale == 4 else "the test condition it names (`superres.data.conditions`), bicubic included.",
     ]
+    if info.scale == 4:
+        lines += ["Set5/Set14/B100 use their official bicubic LR for the `bicubic` rows; other rows are tagged with the test",
+                  "condition (`superres.data.conditions`) that made their LR from the HR."]
+    else:
+        lines += [f"There are no official x{info.scale} LR files: every row's input is made from the HR by",
+                  "the test condition it names (`superres.data.conditions`), bicubic included."]
     if "div2k_unknown" in rows:
         lines += ["`div2k_unknown` is the 4 real NTIRE 2017 unknown-track pairs in ../shared/data/div2k_unknown_x4",
                   "(bicubic upscaling: 22.98 dB RGB there)."]
@@ -115,16 +115,15 @@ def main() -> None:
     parser.add_argument("name", help="e.g. rescnn-x4-div2k-unknown")
     parser.add_argument("--recipe", default="{}", help="JSON merged into the training recipe")
     parser.add_argument("--card-note", default="")
-    parser.add_argument("--metrics-from", nargs="+", type=Path, help="benchmark.json files of `superres benchmark` "
-                        "runs of these weights, as SOURCE or as NAME (the sets under every condition, the DIV2K pairs): "
-                        "no second measurement")
+    parser.add_argument("--metrics-from", nargs="+", type=Path, help="benchmark.json files of `superres benchmark "
+                        "--models SOURCE` runs (the sets under every condition, the DIV2K pairs): no second measurement")
     args = parser.parse_args()
     model = load_model(args.source)
     info = model.info
     recipe = {**info.recipe, **json.loads(args.recipe)}
     if args.metrics_from:
         rows = [row for path in args.metrics_from for row in json.loads(path.read_text())]
-        metrics = metrics_from(rows, (args.source, args.name), info.scale, info.degradation)
+        metrics = metrics_from(rows, args.source, info.scale, info.degradation)
     else:
         metrics = measure(model, info.degradation)
     version = next_version(args.name)
