@@ -20,6 +20,7 @@ from superres.losses import (
     build_texture_losses,
     discriminator_loss,
     fft_amplitude_loss,
+    periodic_amplitude_loss,
     load_vgg54,
     pixel_l1,
     pixel_mse,
@@ -235,11 +236,22 @@ def test_fft_amplitude_loss_ignores_where_a_pattern_sits_but_not_how_strong_it_i
     assert fft_amplitude_loss(flat, gt).item() > 0.01
 
 
+def test_periodic_loss_sees_a_checkerboard_and_not_a_shifted_image():
+    gt = images(9, size=32)
+    pattern = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0], [0.5, 0.0, -0.5, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    checkered = gt + 0.02 * pattern.repeat(8, 8)  # every 4 pixels, +-5 levels: what a x4 sub-pixel stage can add
+    noisy = gt + 0.02 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(1))  # as strong, not periodic
+    assert periodic_amplitude_loss(gt.roll((4, 8), dims=(-2, -1)), gt, 4).item() < 1e-5
+    assert periodic_amplitude_loss(checkered, gt, 4).item() > 5 * periodic_amplitude_loss(noisy, gt, 4).item()
+    with pytest.raises(ValueError, match="multiples of 4"):
+        periodic_amplitude_loss(gt[..., :30], gt[..., :30], 4)
+
+
 def test_texture_losses_are_built_only_with_a_weight():
     srgan, _ = tiny_discriminators()
     assert build_texture_losses() == {}
-    terms = build_texture_losses(fft_weight=0.5, gram_weight=2.0, discriminator=srgan)
-    assert {name: weight for name, (weight, _) in terms.items()} == {"fft": 0.5, "gram": 2.0}
+    terms = build_texture_losses(fft_weight=0.5, gram_weight=2.0, periodic_weight=3.0, discriminator=srgan)
+    assert {name: weight for name, (weight, _) in terms.items()} == {"fft": 0.5, "periodic": 3.0, "gram": 2.0}
     with pytest.raises(ValueError, match="discriminator"):
         build_texture_losses(gram_weight=1.0)
 

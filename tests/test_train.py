@@ -225,21 +225,22 @@ def test_gan_run_logs_both_networks_and_checkpoints_them(folders, tmp_path, gene
 def test_gan_run_with_the_unet_discriminator_relativistic_and_texture_losses(folders, tmp_path, generator_weights):
     config = gan_config(folders, generator_weights, discriminator="unet", d_args={"channels": 4},
                         adv_loss="relativistic", content_loss="disc-features", fft_weight=0.5, gram_weight=2.0,
-                        d_betas=(0.5, 0.9))  # fmt: skip
+                        periodic_weight=3.0, d_betas=(0.5, 0.9))  # fmt: skip
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, ema_decay=0.5))
     result = train(config, tmp_path / "run")
     assert result.step == 4 and math.isfinite(result.metrics["val/psnr"])
     rows = log_rows(tmp_path / "run")
-    assert {"g/fft", "g/gram", "g/adv", "d/acc_real"} <= {r["key"] for r in rows}
+    assert {"g/fft", "g/gram", "g/periodic", "g/adv", "d/acc_real"} <= {r["key"] for r in rows}
     total = {k: float(r["value"]) for r in rows if r["step"] == "1" for k in [r["key"]]}
-    expected = (total["g/content"] + 1e-3 * total["g/adv"] + 0.5 * total["g/fft"] + 2.0 * total["g/gram"])
+    expected = (total["g/content"] + 1e-3 * total["g/adv"] + 0.5 * total["g/fft"] + 2.0 * total["g/gram"]
+                + 3.0 * total["g/periodic"])
     assert total["g/total"] == pytest.approx(expected, rel=1e-4)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").state
     assert any("parametrizations" in key for key in state["models"]["discriminator"])
     assert state["optimizers"]["discriminator"]["param_groups"][0]["betas"] == (0.5, 0.9)
     recipe = read_info(tmp_path / "run" / "last.safetensors").recipe
-    assert (recipe["loss"], recipe["adv_loss"], recipe["discriminator"], recipe["ema_decay"]) == (
-        "disc-features", "relativistic", "unet", 0.5)
+    assert (recipe["loss"], recipe["adv_loss"], recipe["discriminator"], recipe["ema_decay"],
+            recipe["periodic_weight"]) == ("disc-features", "relativistic", "unet", 0.5, 3.0)
     srgan = dataclasses.replace(config, gan=dataclasses.replace(config.gan, discriminator="srgan"))
     with pytest.raises(TrainingError, match="gan.discriminator"):
         train(srgan, tmp_path / "run", resume=True)

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from superres.models import build_model
-from superres.weights import WeightsError, catalogue, load_model, read_info, resolve, save_weights
+from superres.weights import WeightsError, catalogue, interpolate, load_model, read_info, resolve, save_weights
 
 ARGS = {"scale": 4, "channels": 8, "num_blocks": 1}
 
@@ -112,3 +112,37 @@ def test_every_shipped_file_loads_and_names_its_recipe():
         model = load_model(info.name)
         assert model.scale == info.scale
         assert info.recipe and info.degradation in ("bicubic", "div2k-unknown", "realistic")
+
+
+def tiny_rescnn(tmp_path, seed: int, name: str, **args):
+    torch.manual_seed(seed)
+    args = {"channels": 8, "num_blocks": 1} | args
+    model = build_model("rescnn", **args)
+    for module in model.modules():  # batch norm statistics that differ between the two files
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+    return save_weights(tmp_path / name, model, arch="rescnn", args=args, scale=4, degradation="realistic",
+                        recipe={"loss": "l1"})
+
+
+def test_interpolation_blends_every_tensor_between_the_two_files(tmp_path):
+    sharp, smooth = tiny_rescnn(tmp_path, 0, "sharp.safetensors"), tiny_rescnn(tmp_path, 1, "smooth.safetensors")
+    a, b = load_model(sharp).state_dict(), load_model(smooth).state_dict()
+    for alpha, expected in ((1.0, a), (0.0, b)):
+        blended = interpolate(sharp, smooth, alpha).state_dict()
+        assert all(torch.allclose(blended[k].float(), expected[k].float()) for k in a)
+    half = interpolate(sharp, smooth, 0.25)
+    for k in a:
+        if a[k].is_floating_point():
+            assert torch.allclose(half.state_dict()[k], 0.25 * a[k] + 0.75 * b[k], atol=1e-6), k
+    assert half.info.recipe == {"loss": "l1"}
+
+
+def test_interpolation_refuses_other_architectures_and_alphas_outside_0_1(tmp_path):
+    sharp, other = tiny_rescnn(tmp_path, 0, "a.safetensors"), tiny_rescnn(tmp_path, 1, "b.safetensors", num_blocks=2)
+    with pytest.raises(WeightsError, match="cannot interpolate"):
+        interpolate(sharp, other, 0.5)
+    with pytest.raises(WeightsError, match=r"alpha must lie in \[0, 1\]"):
+        interpolate(sharp, sharp, 1.5)
+    with pytest.raises(WeightsError, match="two superres weights files"):
+        interpolate(sharp, "bicubic", 0.5)

@@ -101,7 +101,8 @@ class GanConfig:
     0 turns the check off.
 
     G's loss: content + adv_weight * adversarial + pixel_weight * L1 + fft_weight * FFT amplitude L1 + gram_weight *
-    L1 of Gram matrices of D's features (superres.losses). Only "vgg54" needs a pretrained network."""
+    L1 of Gram matrices of D's features + periodic_weight * FFT amplitude L1 at the scale-periodic frequencies
+    (superres.losses). Only "vgg54" needs a pretrained network."""
 
     generator_weights: str = ""  # a shipped weights name or a .safetensors path
     # "auto" = "vgg54" when a VGG19 file is given (vgg_weights or $SUPERRES_VGG19_WEIGHTS), else "disc-features"
@@ -112,6 +113,7 @@ class GanConfig:
     pixel_weight: float = 0.0
     fft_weight: float = 0.0  # texture: L1 between the amplitude spectra of sr and gt
     gram_weight: float = 0.0  # texture: L1 between Gram matrices of D's features of sr and gt
+    periodic_weight: float = 0.0  # no checkerboard: amplitude L1 at the data.scale-periodic frequencies only
     discriminator: str = "srgan"  # "srgan" (10 blocks, one logit per image) | "unet" (spectral norm, one per pixel)
     d_lr: float = 1e-4  # follows the same milestones as train.lr
     d_betas: tuple[float, float] = (0.9, 0.999)
@@ -152,7 +154,7 @@ def check_values(config: RunConfig) -> None:
     check(g.adv_loss in ADVERSARIAL_LOSSES, f"gan.adv_loss must be one of {ADVERSARIAL_LOSSES}, got {g.adv_loss!r}")
     check(g.discriminator in DISCRIMINATORS,
           f"gan.discriminator must be one of {tuple(DISCRIMINATORS)}, got {g.discriminator!r}")  # fmt: skip
-    for key in ("adv_weight", "pixel_weight", "fft_weight", "gram_weight"):
+    for key in ("adv_weight", "pixel_weight", "fft_weight", "gram_weight", "periodic_weight"):
         check(getattr(g, key) >= 0, f"gan.{key} must be >= 0")
     check(0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
     check(t.loss in PIXEL_LOSSES, f"train.loss must be one of {tuple(PIXEL_LOSSES)}, got {t.loss!r}")

@@ -230,6 +230,35 @@ class FFTAmplitudeLoss(nn.Module):
         return fft_amplitude_loss(sr, gt)
 
 
+def periodic_bins(height: int, width: int, period: int) -> torch.Tensor:
+    """(height, width // 2 + 1) bool: the rfft2 bins of a `period`-periodic pattern, (k * height / period,
+    l * width / period) but not DC (the sizes must be multiples of `period`)."""
+    if height % period or width % period:
+        raise ValueError(f"the periodic loss needs sizes that are multiples of {period}, got {height}x{width}")
+    bins = torch.zeros(height, width // 2 + 1, dtype=torch.bool)
+    bins[:: height // period, :: width // period] = True
+    bins[0, 0] = False
+    return bins
+
+
+def periodic_amplitude_loss(sr: torch.Tensor, gt: torch.Tensor, period: int) -> torch.Tensor:
+    """L1 between the amplitude spectra of sr and gt at the `period`-periodic frequencies only: where a x`period`
+    sub-pixel upsampler's checkerboard puts all its energy (`superres.metrics.periodic_energy` measures the same on
+    whole images). The all-frequency `fft_amplitude_loss` weighs those few bins as 1 in thousands, too little to stop
+    an adversarially trained upsampler from growing one."""
+    bins = periodic_bins(*sr.shape[-2:], period).to(sr.device)
+    return F.l1_loss(amplitude_spectrum(sr)[..., bins], amplitude_spectrum(gt)[..., bins])
+
+
+class PeriodicAmplitudeLoss(nn.Module):
+    def __init__(self, period: int) -> None:
+        super().__init__()
+        self.period = period
+
+    def forward(self, sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        return periodic_amplitude_loss(sr, gt, self.period)
+
+
 def resolve_content_loss(kind: str, vgg_weights: str | os.PathLike | None = None) -> str:
     """"auto" is "vgg54" when a VGG19 file is given (`vgg_weights`, i.e. gan.vgg_weights or --vgg-weights, or
     $SUPERRES_VGG19_WEIGHTS) and "disc-features" otherwise; torchvision's cache alone does not switch it, so what a
@@ -256,12 +285,16 @@ def build_content_loss(
     raise ValueError(f"unknown content loss {kind!r}; known: {', '.join(CONTENT_LOSSES)}")
 
 
-def build_texture_losses(*, fft_weight: float = 0.0, gram_weight: float = 0.0,
-                         discriminator: nn.Module | None = None) -> dict[str, tuple[float, nn.Module]]:  # fmt: skip
-    """The texture terms with a weight above 0, by log name: {"fft": (fft_weight, loss), "gram": (...)}."""
+def build_texture_losses(*, fft_weight: float = 0.0, gram_weight: float = 0.0, periodic_weight: float = 0.0,
+                         period: int = 4, discriminator: nn.Module | None = None,
+                         ) -> dict[str, tuple[float, nn.Module]]:  # fmt: skip
+    """The texture terms with a weight above 0, by log name: {"fft": (fft_weight, loss), "gram": (...),
+    "periodic": (...)}; `period` is the model's scale (the checkerboard's period)."""
     terms: dict[str, tuple[float, nn.Module]] = {}
     if fft_weight > 0:
         terms["fft"] = (fft_weight, FFTAmplitudeLoss())
+    if periodic_weight > 0:
+        terms["periodic"] = (periodic_weight, PeriodicAmplitudeLoss(period))
     if gram_weight > 0:
         if discriminator is None:
             raise ValueError("the Gram texture loss needs the discriminator")

@@ -139,7 +139,8 @@ class GanStep(Step):
     real and detached fake; no gradient scaling (bf16 or fp32). Counts collapsed log windows (`is_collapsed`)."""
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, content_loss: nn.Module, t: TrainConfig,
-                 gan: GanConfig, *, device: torch.device, precision: str, world: World) -> None:  # fmt: skip
+                 gan: GanConfig, *, device: torch.device, precision: str, world: World, scale: int = 4,
+                 ) -> None:  # fmt: skip
         self.networks = {"generator": generator, "discriminator": discriminator}
         self.optimizers = {
             "generator": adam(generator, t.lr, t.betas, device, t.weight_decay),
@@ -151,6 +152,7 @@ class GanStep(Step):
         self.forward_d = data_parallel(discriminator, world, device)
         self.content_loss, self.gan, self.autocast = content_loss, gan, autocast_for(device, precision)
         self.texture = build_texture_losses(fft_weight=gan.fft_weight, gram_weight=gan.gram_weight,
+                                            periodic_weight=gan.periodic_weight, period=scale,
                                             discriminator=discriminator)  # fmt: skip
         self.collapsed_windows = 0  # log windows in a row that D won outright
         self.start_ema(t.ema_decay)

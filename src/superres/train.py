@@ -148,7 +148,8 @@ def loss_recipe(config: RunConfig) -> dict:
     return {
         "loss": resolve_content_loss(g.content_loss, g.vgg_weights), "adv_loss": g.adv_loss,
         "adv_weight": g.adv_weight, "pixel_weight": g.pixel_weight, "fft_weight": g.fft_weight,
-        "gram_weight": g.gram_weight, "discriminator": g.discriminator, "d_args": dict(g.d_args),
+        "gram_weight": g.gram_weight, "periodic_weight": g.periodic_weight, "discriminator": g.discriminator,
+        "d_args": dict(g.d_args),
     }  # fmt: skip
 
 
@@ -222,7 +223,7 @@ def build_step(config: RunConfig, device: torch.device, precision: str, world: W
     discriminator = sync_batchnorm(discriminator, t.sync_batchnorm, world)
     content_loss = build_content_loss(g.content_loss, vgg_weights=g.vgg_weights, discriminator=discriminator)
     step = GanStep(generator, discriminator, content_loss.to(device), t, g, device=device, precision=precision,
-                   world=world)  # fmt: skip
+                   world=world, scale=config.data.scale)  # fmt: skip
     return step, arch, args
 
 

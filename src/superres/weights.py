@@ -260,3 +260,22 @@ def describe(info: WeightsInfo) -> dict:
         "recipe": info.recipe,
         "file": str(info.path) if info.path else None,
     }
+
+
+def interpolate(sharp: str | os.PathLike, smooth: str | os.PathLike, alpha: float) -> nn.Module:
+    """Network interpolation (as ESRGAN does between its GAN and its PSNR model): every tensor alpha * sharp +
+    (1 - alpha) * smooth, for two of our weights files of one architecture, e.g. a GAN and the PSNR-trained model it
+    started from. alpha 1 is `sharp`, 0 is `smooth`; between, texture and artefacts trade against fidelity smoothly
+    (the two must share a training lineage for the blend to work). The result carries `sharp`'s info."""
+    if not 0.0 <= alpha <= 1.0:
+        raise WeightsError(f"alpha must lie in [0, 1], got {alpha}")
+    a, b = load_model(sharp), load_model(smooth)
+    if not isinstance(a.info, WeightsInfo) or a.info.path is None or getattr(b.info, "path", None) is None:
+        raise WeightsError("interpolation takes two superres weights files")
+    if (a.info.arch, a.info.args) != (b.info.arch, b.info.args):
+        raise WeightsError(f"cannot interpolate {a.info.arch} {a.info.args} with {b.info.arch} {b.info.args}")
+    smooth_state = b.state_dict()
+    blended = {k: v.lerp(smooth_state[k], 1.0 - alpha) if v.is_floating_point() else v
+               for k, v in a.state_dict().items()}
+    a.load_state_dict(blended)
+    return a
