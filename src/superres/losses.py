@@ -20,6 +20,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from superres.metrics import periodic_peaks
+
 CONTENT_LOSSES = ("auto", "vgg54", "pixel-l1", "disc-features")
 ADVERSARIAL_LOSSES = ("vanilla", "relativistic")
 
@@ -230,23 +232,13 @@ class FFTAmplitudeLoss(nn.Module):
         return fft_amplitude_loss(sr, gt)
 
 
-def periodic_bins(height: int, width: int, period: int) -> torch.Tensor:
-    """(height, width // 2 + 1) bool: the rfft2 bins of a `period`-periodic pattern, (k * height / period,
-    l * width / period) but not DC (the sizes must be multiples of `period`)."""
-    if height % period or width % period:
-        raise ValueError(f"the periodic loss needs sizes that are multiples of {period}, got {height}x{width}")
-    bins = torch.zeros(height, width // 2 + 1, dtype=torch.bool)
-    bins[:: height // period, :: width // period] = True
-    bins[0, 0] = False
-    return bins
-
-
 def periodic_amplitude_loss(sr: torch.Tensor, gt: torch.Tensor, period: int) -> torch.Tensor:
     """L1 between the amplitude spectra of sr and gt at the `period`-periodic frequencies only: where a x`period`
     sub-pixel upsampler's checkerboard puts all its energy (`superres.metrics.periodic_energy` measures the same on
     whole images). The all-frequency `fft_amplitude_loss` weighs those few bins as 1 in thousands, too little to stop
     an adversarially trained upsampler from growing one."""
-    bins = periodic_bins(*sr.shape[-2:], period).to(sr.device)
+    height, width = sr.shape[-2:]
+    bins = periodic_peaks(height, width, period)[:, : width // 2 + 1].to(sr.device)  # rfft2 keeps half the columns
     return F.l1_loss(amplitude_spectrum(sr)[..., bins], amplitude_spectrum(gt)[..., bins])
 
 

@@ -82,6 +82,17 @@ def gradient_energy(image: torch.Tensor, *, crop_border: int = 0) -> float:
     return float(grad.pow(2).sum(1).sqrt().mean())
 
 
+def periodic_peaks(height: int, width: int, period: int) -> torch.Tensor:
+    """(height, width) bool: the FFT bins of a `period`-periodic pattern, (k * height / period, l * width / period)
+    for k, l = 0..period-1, except DC (the mean, not a pattern). The sizes must be multiples of `period`."""
+    if height % period or width % period:
+        raise ValueError(f"a {period}-periodic pattern needs sizes that are multiples of {period}, got {height}x{width}")
+    peaks = torch.zeros(height, width, dtype=torch.bool)
+    peaks[:: height // period, :: width // period] = True
+    peaks[0, 0] = False
+    return peaks
+
+
 def periodic_energy(image: torch.Tensor, *, period: int = 4, crop_border: int = 0) -> float:
     """Spectral energy of the luma at the frequencies of a `period`-periodic pattern: a checkerboard measure.
 
@@ -98,9 +109,7 @@ def periodic_energy(image: torch.Tensor, *, period: int = 4, crop_border: int = 
     y = torch.from_numpy(y[:h, :w])  # (h, w) float64
     window = torch.outer(torch.hann_window(h, dtype=torch.float64), torch.hann_window(w, dtype=torch.float64))
     power = torch.fft.fft2((y - y.mean()) * window).abs().square()  # (h, w)
-    peaks = torch.zeros(h, w, dtype=torch.bool)
-    peaks[:: h // period, :: w // period] = True  # (k*h/period, l*w/period)
-    peaks[0, 0] = False  # DC: the mean, not a pattern
+    peaks = periodic_peaks(h, w, period)
     near = torch.zeros_like(peaks)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):

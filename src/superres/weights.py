@@ -270,8 +270,8 @@ def interpolate(sharp: str | os.PathLike, smooth: str | os.PathLike, alpha: floa
     if not 0.0 <= alpha <= 1.0:
         raise WeightsError(f"alpha must lie in [0, 1], got {alpha}")
     a, b = load_model(sharp), load_model(smooth)
-    if not isinstance(a.info, WeightsInfo) or a.info.path is None or getattr(b.info, "path", None) is None:
-        raise WeightsError("interpolation takes two superres weights files")
+    if any(m.info.path is None or m.info.arch not in GENERATORS for m in (a, b)):  # a baseline, another project's
+        raise WeightsError("interpolation takes two superres weights files of a generator")
     if (a.info.arch, a.info.args) != (b.info.arch, b.info.args):
         raise WeightsError(f"cannot interpolate {a.info.arch} {a.info.args} with {b.info.arch} {b.info.args}")
     smooth_state = b.state_dict()
