@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3 hours on 2 cores:
-# the matrix about 1 hour, the GAN sweep 30 minutes, store-small-upscale-later about 1.5 hours); rd-x2 (55 minutes)
-# and equal-time (trains two networks for 25 minutes) run only when named.
-#   bash docs/make_results.sh [matrix|figures|sweep|rd|rd-x2|equal-time ...]      (default: the first four)
+# Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3.5 hours on 2 cores:
+# the matrix about 1 hour, the GAN 15 minutes, the GAN sweep 30 minutes, store-small-upscale-later about 1.5
+# hours); rd-x2 (55 minutes) and equal-time (trains two networks for 25 minutes) run only when named.
+#   bash docs/make_results.sh [matrix|figures|gan|sweep|rd|rd-x2|equal-time ...]      (default: the first five)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
 B=$D/benchmarks
 SR="python3 -m superres"
 export PYTHONPATH=src
-PARTS=${*:-matrix figures sweep rd}
-# The general models (the aliases cnn and rescnn), then the specialists, each for one degradation (the GAN is `gan`).
+PARTS=${*:-matrix figures gan sweep rd}
+# The general models (the aliases cnn and rescnn), then the specialists, each for one degradation (the GAN for
+# any photo, `gan`, has its own part below).
 MODELS=bicubic,cnn,rescnn,cnn-x4-bicubic,rescnn-x4-bicubic,cnn-x4-div2k-unknown,rescnn-x4-div2k-unknown,gan-x4-div2k-unknown
 
 if [[ " $PARTS " == *" matrix "* ]]; then
@@ -31,9 +32,16 @@ if [[ " $PARTS " == *" figures "* ]]; then
   # The real DIV2K unknown-track pair 0900: the old default was made for it; the general model is one model for all.
   $SR compare $D/div2k_unknown_x4/LR_unknown/X4/0900x4.png --hr $D/div2k_unknown_x4/HR/0900.png \
     --models bicubic,rescnn-x4-div2k-unknown,rescnn --tile 256 --crop-size 160 -o docs/figures/compare_div2k_0900.png
-  # Texture: the GAN (trained for the DIV2K blur) against the general ResCNN, on Set14's baboon under "blur".
-  $SR compare $B/set14/HR/img_001.png --degradation blur --models bicubic,rescnn,gan --crop-size 120 \
-    -o docs/figures/compare_gan_set14_001.png
+fi
+
+if [[ " $PARTS " == *" gan "* ]]; then
+  # The GAN for any photo (`gan`, gan-x4-general) under every condition (its ResCNN's rows are in the matrix), and
+  # texture on Set14's baboon (official bicubic LR): bicubic, the general ResCNN, the old GAN, the new GAN, HR.
+  $SR benchmark --models gan --data $B/set5 $B/set14 $B/b100 --degradations all --tile 256 --out docs/results/gan
+  $SR benchmark --models gan --data $D/div2k_unknown_x4 --degradations div2k-unknown --tile 256 \
+    --out docs/results/gan-pairs
+  $SR compare $B/set14/HR/img_001.png --degradation bicubic --models bicubic,rescnn,gan-x4-div2k-unknown,gan \
+    --crop-size 120 -o docs/figures/compare_gan_set14_001.png
 fi
 
 if [[ " $PARTS " == *" sweep "* ]]; then

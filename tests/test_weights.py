@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from superres.models import build_model
-from superres.weights import WeightsError, catalogue, interpolate, load_model, read_info, resolve, save_weights
+from superres.weights import DEFAULTS, WeightsError, catalogue, interpolate, load_model, read_info, resolve, save_weights
 
 ARGS = {"scale": 4, "channels": 8, "num_blocks": 1}
 
@@ -112,6 +112,14 @@ def test_every_shipped_file_loads_and_names_its_recipe():
         model = load_model(info.name)
         assert model.scale == info.scale
         assert info.recipe and info.degradation in ("bicubic", "div2k-unknown", "realistic")
+
+
+
+def test_the_aliases_name_models_for_any_photo():
+    """rescnn, cnn and gan are what people try first: each must be trained for the realistic mix, not one blur."""
+    assert set(DEFAULTS) == {"rescnn", "cnn", "gan"}
+    for alias in DEFAULTS:
+        assert load_model(alias).info.degradation == "realistic", alias
 
 
 def tiny_rescnn(tmp_path, seed: int, name: str, **args):

@@ -18,7 +18,7 @@ _ALIAS_NOTES = {
     "bicubic": "plain bicubic resize: the reference, no network",
     "cnn": "fastest network, for any photo (clean, blurred, noisy or JPEG)",
     "rescnn": "for any photo: clean, blurred, noisy or JPEG (the default)",
-    "gan": "sharpest texture (GAN) for blurred photos; grows noise and JPEG blocks",
+    "gan": "sharper texture (GAN) for any photo; partly invented detail, a little lower PSNR",
 }
 _DEGRADATION_NOTES = {
     "bicubic": "for clean, bicubic-downscaled images (not blurred)",

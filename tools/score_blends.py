@@ -1,0 +1,63 @@
+"""Score GAN weights and their blends with a smooth model on a validation folder, to choose the steps and the alpha
+of network interpolation there and not on the benchmark sets (how gan-x4-general's were chosen, on Kodak24):
+
+    PYTHONPATH=src python tools/score_blends.py --data ../shared/data/val/kodak24 --smooth rescnn-x4-general \
+        rescnn-x4-general runs/gan-x4-general/last.safetensors@1.0 runs/gan-x4-general/last.safetensors@0.6
+
+A candidate is a model (name or file) or SHARP@ALPHA, blended with --smooth. For each: the mean Y PSNR, sharpness and
+checkerboard ratios (and the checkerboard's median) over whole images, under each --conditions LR; one JSON line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from superres.evaluate import score_image, test_images
+from superres.inference import upscale
+from superres.weights import interpolate, load_model
+
+
+def candidate(spec: str, smooth: str) -> torch.nn.Module:
+    sharp, _, alpha = spec.rpartition("@")
+    return interpolate(sharp, smooth, float(alpha)) if sharp else load_model(spec)
+
+
+def flat_as_test_folder(folder: Path, into: Path) -> Path:
+    """A flat folder of HR images (Kodak24) as the HR/ layout `test_images` reads."""
+    (into / "HR").mkdir()
+    for image in sorted(folder.glob("*.png")):
+        (into / "HR" / image.name).symlink_to(image.resolve())
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("candidates", nargs="+", help="models, or SHARP@ALPHA blends with --smooth")
+    parser.add_argument("--data", type=Path, required=True, help="validation HR images (a flat folder or HR/)")
+    parser.add_argument("--smooth", default="rescnn-x4-general", help="alpha 0 of every blend")
+    parser.add_argument("--conditions", default="bicubic,camera")
+    parser.add_argument("--scale", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.data if (args.data / "HR").is_dir() else flat_as_test_folder(args.data, Path(tmp))
+        images = {c: test_images(root, degradation=c, scale=args.scale) for c in args.conditions.split(",")}
+    for spec in args.candidates:
+        model = candidate(spec, args.smooth).eval()
+        line = {"model": spec}
+        with torch.inference_mode():
+            for condition, items in images.items():
+                scores = [score_image(upscale(model, lq), gt, scale=args.scale) for _, lq, gt in items]
+                line[condition] = {k: round(statistics.mean(s[k] for s in scores), 3)
+                                   for k in ("psnr_y", "sharpness", "checkerboard")}
+                line[condition]["checkerboard_median"] = round(statistics.median(s["checkerboard"] for s in scores), 3)
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
