@@ -114,7 +114,6 @@ def test_every_shipped_file_loads_and_names_its_recipe():
         assert info.recipe and info.degradation in ("bicubic", "div2k-unknown", "realistic")
 
 
-
 def test_the_aliases_name_models_for_any_photo():
     """rescnn, cnn and gan are what people try first: each must be trained for the realistic mix, not one blur."""
     assert set(DEFAULTS) == {"rescnn", "cnn", "gan"}

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from superres.evaluate import score_image, test_images
-from superres.inference import upscale
+from superres.evaluate import evaluate
 from superres.weights import interpolate, load_model
 
 
@@ -42,21 +41,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="validation HR images (a flat folder or HR/)")
     parser.add_argument("--smooth", default="rescnn-x4-general", help="alpha 0 of every blend")
     parser.add_argument("--conditions", default="bicubic,camera")
-    parser.add_argument("--scale", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data if (args.data / "HR").is_dir() else flat_as_test_folder(args.data, Path(tmp))
-        images = {c: test_images(root, degradation=c, scale=args.scale) for c in args.conditions.split(",")}
-    for spec in args.candidates:
-        model = candidate(spec, args.smooth).eval()
-        line = {"model": spec}
-        with torch.inference_mode():
-            for condition, items in images.items():
-                scores = [score_image(upscale(model, lq), gt, scale=args.scale) for _, lq, gt in items]
-                line[condition] = {k: round(statistics.mean(s[k] for s in scores), 3)
-                                   for k in ("psnr_y", "sharpness", "checkerboard")}
-                line[condition]["checkerboard_median"] = round(statistics.median(s["checkerboard"] for s in scores), 3)
-        print(json.dumps(line), flush=True)
+        for spec in args.candidates:
+            model = candidate(spec, args.smooth).eval()
+            line = {"model": spec}
+            with torch.inference_mode():
+                for condition in args.conditions.split(","):
+                    result = evaluate(model, root, model_name=spec, degradation=condition)
+                    line[condition] = {k: round(getattr(result, k), 3) for k in ("psnr_y", "sharpness", "checkerboard")}
+                    median = statistics.median(s.checkerboard for s in result.per_image)
+                    line[condition]["checkerboard_median"] = round(median, 3)
+            print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
