@@ -66,9 +66,18 @@ def test_find_pairs_div2k_layout(tmp_path):
     with pytest.raises(ValueError, match="choose one with split"):
         find_pairs(tmp_path, "div2k-unknown")
     with pytest.raises(ValueError, match="neither"):
-        find_pairs(tmp_path / "DIV2K_train_HR")
+        find_pairs(tmp_path / "DIV2K_train_LR_unknown")  # no images of its own: X4/ holds them
     with pytest.raises(ValueError, match="unknown degradation"):
         find_pairs(tmp_path, "nearest", split="train")
+
+
+
+def test_find_pairs_reads_a_flat_folder_as_hr_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("kodim02", "kodim01"):
+        write_png(tmp_path / f"{name}.png", random_u8(rng, 16, 16))
+    assert find_pairs(tmp_path, "camera") == [Pair(n, None, tmp_path / f"{n}.png") for n in ("kodim01", "kodim02")]
+    assert find_pairs(tmp_path, "bicubic", 2) == find_pairs(tmp_path, "camera")  # no LR files at any scale
 
 
 # ---------------------------------------------------------------- the cache

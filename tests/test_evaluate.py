@@ -32,3 +32,14 @@ def test_missing_lr_is_made_from_hr(shared_data, tmp_path):
     official = evaluate(load_model("bicubic"), shared_data / "benchmarks" / "set5", model_name="bicubic")
     assert made.images == 1
     assert made.psnr_y == pytest.approx(official.per_image[1].psnr_y, abs=0.1)
+
+
+def test_a_flat_folder_scores_as_its_hr_layout(shared_data, tmp_path):
+    source = shared_data / "benchmarks" / "set5" / "HR" / "img_002.png"
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "layout" / "HR").mkdir(parents=True)
+    for folder in (tmp_path / "flat", tmp_path / "layout" / "HR"):  # Kodak24's layout, and the benchmarks'
+        (folder / "img_002.png").write_bytes(source.read_bytes())
+    flat = evaluate(load_model("bicubic"), tmp_path / "flat", model_name="bicubic", degradation="camera")
+    layout = evaluate(load_model("bicubic"), tmp_path / "layout", model_name="bicubic", degradation="camera")
+    assert flat.images == 1 and flat.psnr_y == layout.psnr_y

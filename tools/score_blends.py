@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,14 +26,6 @@ def candidate(spec: str, smooth: str) -> torch.nn.Module:
     return interpolate(sharp, smooth, float(alpha)) if sharp else load_model(spec)
 
 
-def flat_as_test_folder(folder: Path, into: Path) -> Path:
-    """A flat folder of HR images (Kodak24) as the HR/ layout `test_images` reads."""
-    (into / "HR").mkdir()
-    for image in sorted(folder.glob("*.png")):
-        (into / "HR" / image.name).symlink_to(image.resolve())
-    return into
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("candidates", nargs="+", help="models, or SHARP@ALPHA blends with --smooth")
@@ -42,18 +33,16 @@ def main() -> None:
     parser.add_argument("--smooth", default="rescnn-x4-general", help="alpha 0 of every blend")
     parser.add_argument("--conditions", default="bicubic,camera")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = args.data if (args.data / "HR").is_dir() else flat_as_test_folder(args.data, Path(tmp))
-        for spec in args.candidates:
-            model = candidate(spec, args.smooth).eval()
-            line = {"model": spec}
-            with torch.inference_mode():
-                for condition in args.conditions.split(","):
-                    result = evaluate(model, root, model_name=spec, degradation=condition)
-                    line[condition] = {k: round(getattr(result, k), 3) for k in ("psnr_y", "sharpness", "checkerboard")}
-                    median = statistics.median(s.checkerboard for s in result.per_image)
-                    line[condition]["checkerboard_median"] = round(median, 3)
-            print(json.dumps(line), flush=True)
+    for spec in args.candidates:
+        model = candidate(spec, args.smooth).eval()
+        line = {"model": spec}
+        with torch.inference_mode():
+            for condition in args.conditions.split(","):
+                result = evaluate(model, args.data, model_name=spec, degradation=condition)
+                line[condition] = {k: round(getattr(result, k), 3) for k in ("psnr_y", "sharpness", "checkerboard")}
+                median = statistics.median(s.checkerboard for s in result.per_image)
+                line[condition]["checkerboard_median"] = round(median, 3)
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -941,9 +941,10 @@ def build_parser() -> argparse.ArgumentParser:
         runtime_options(p, tile=512, per_picture=True)
         p.set_defaults(run=cmd_upscale)
 
-    p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/)")
+    p = commands.add_parser("evaluate", help="PSNR/SSIM of a model on a test folder (HR/ and LR_*/X4/, or HR images)")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, help="folder with HR/ and optionally LR_bicubic/X4/ or LR_unknown/X4/")
+    p.add_argument("--data", required=True, help="folder with HR/ and optionally LR_bicubic/X4/ or LR_unknown/X4/, "
+                   "or a flat folder of HR images (every LR made by --degradation)")
     p.add_argument("--degradation", choices=conditions,
                    help="test condition: the LR files of the folder where it has them, else made from the HR "
                         "(default: bicubic; x1 models need one of blur, noise, jpeg, camera)")
@@ -959,7 +960,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("benchmark", help="PSNR/SSIM/sharpness table of several models on several test folders")
     p.add_argument("--models", required=True, help="comma-separated names or paths, e.g. bicubic,cnn,rescnn,gan")
-    p.add_argument("--data", nargs="+", required=True, help="test folders (HR/ and LR_*/X4/)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="test folders (HR/ and LR_*/X4/, or flat folders of HR images)")
     p.add_argument("--degradations", "--degradation", default="auto", metavar="LIST",
                    help=f"comma-separated test conditions ({', '.join(conditions)}), all, or auto: div2k-unknown "
                         f"where the folder has LR_unknown/, else bicubic (default: auto)")

@@ -82,8 +82,8 @@ def score_image(sr: torch.Tensor, gt: torch.Tensor, *, scale: int) -> dict[str, 
 
 
 def test_images(data_dir: str | Path, *, degradation: str, scale: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, lq (3, h, w), gt (1 or 3, H, W)) for every HR image of `data_dir` under the test condition
-    `degradation` (a name from `superres.data.CONDITIONS`).
+    """(name, lq (3, h, w), gt (1 or 3, H, W)) for every HR image of `data_dir` (its HR/ folder, or the images
+    directly in it) under the test condition `degradation` (a name from `superres.data.CONDITIONS`).
 
     LR comes from `LR_bicubic/X{s}/` or `LR_unknown/X{s}/` for the conditions that have such files; where they
     are missing it is made from the HR by the condition. LR files without HR are skipped.

@@ -1,7 +1,8 @@
 """Where training and evaluation images come from: folder layouts, a decoded-image cache, patch sampling.
 
-- `find_pairs` reads the benchmark layout (``HR/``, ``LR_bicubic/X4/``, ``LR_unknown/X4/NAMEx4.png``) and the real
-  DIV2K layout (``DIV2K_train_HR/``, ``DIV2K_train_LR_unknown/X4/0001x4.png``).
+- `find_pairs` reads the benchmark layout (``HR/``, ``LR_bicubic/X4/``, ``LR_unknown/X4/NAMEx4.png``), the real
+  DIV2K layout (``DIV2K_train_HR/``, ``DIV2K_train_LR_unknown/X4/0001x4.png``) and a flat folder of HR images
+  (Kodak24: no LR files, so every test condition is made from the HR).
 - `ImageCache` decodes each file once and keeps it as a uint8 (3, H, W) tensor, in RAM or as a memory-mapped
   ``.npy`` file in a cache folder for sets bigger than RAM.
 - `PatchSampler` is the training data path: whole images on one device, batches drawn in a few tensor operations.
@@ -55,10 +56,11 @@ def _layout_dirs(root: Path, degradation: str, scale: int, split: str | None) ->
     if (root / "HR").is_dir() or any(root.glob("LR_*")):
         return root / "HR", (root / f"LR_{tag}" / f"X{scale}" if tag else None)
     present = [s for s in SPLITS if any(root.glob(f"DIV2K_{s}_*"))]
+    if not present and list_images(root, recursive=False):
+        return root, None  # a flat folder of HR images
     if not present:
-        raise ValueError(
-            f"{root}: neither a benchmark layout (HR/, LR_*/X{scale}/) nor DIV2K folders (DIV2K_train_HR/)"
-        )
+        raise ValueError(f"{root}: neither a benchmark layout (HR/, LR_*/X{scale}/), DIV2K folders (DIV2K_train_HR/) "
+                         "nor a folder of HR images")
     if split is None:
         if len(present) > 1:
             raise ValueError(f"{root} holds DIV2K splits {present}: choose one with split=")
@@ -74,10 +76,11 @@ def find_pairs(
 ) -> list[Pair]:
     """LR/HR files under `root`, matched by name, sorted by name.
 
-    LR files are ``NAME.png`` (benchmark LR_bicubic) or ``NAMEx{scale}.png`` (DIV2K, LR_unknown). `degradation`
-    picks the LR folder ("bicubic" -> LR_bicubic, "div2k-unknown" -> LR_unknown; "blur+noise+jpeg" has none, so
-    every pair lacks its LR). `split` ("train" or "valid") picks DIV2K's folders and may be left out when only
-    one is there. Names with only an LR file or only an HR file are returned too, with None for the other.
+    LR files are ``NAME.png`` (benchmark LR_bicubic) or ``NAMEx{scale}.png`` (DIV2K, LR_unknown); a flat folder of
+    images is all HR, without LR files. `degradation` picks the LR folder ("bicubic" -> LR_bicubic,
+    "div2k-unknown" -> LR_unknown; "blur+noise+jpeg" has none, so every pair lacks its LR). `split` ("train" or
+    "valid") picks DIV2K's folders and may be left out when only one is there. Names with only an LR file or only
+    an HR file are returned too, with None for the other.
     """
     if degradation not in DEGRADATIONS and degradation not in CONDITIONS:
         raise ValueError(f"unknown degradation {degradation!r}; expected one of {(*DEGRADATIONS, *CONDITIONS)}")
