@@ -71,7 +71,6 @@ def test_find_pairs_div2k_layout(tmp_path):
         find_pairs(tmp_path, "nearest", split="train")
 
 
-
 def test_find_pairs_reads_a_flat_folder_as_hr_images(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("kodim02", "kodim01"):

@@ -56,9 +56,9 @@ def _layout_dirs(root: Path, degradation: str, scale: int, split: str | None) ->
     if (root / "HR").is_dir() or any(root.glob("LR_*")):
         return root / "HR", (root / f"LR_{tag}" / f"X{scale}" if tag else None)
     present = [s for s in SPLITS if any(root.glob(f"DIV2K_{s}_*"))]
-    if not present and list_images(root, recursive=False):
-        return root, None  # a flat folder of HR images
     if not present:
+        if list_images(root, recursive=False):
+            return root, None  # a flat folder of HR images
         raise ValueError(f"{root}: neither a benchmark layout (HR/, LR_*/X{scale}/), DIV2K folders (DIV2K_train_HR/) "
                          "nor a folder of HR images")
     if split is None:
