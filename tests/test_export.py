@@ -10,11 +10,18 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra
 pytest.importorskip("onnxscript", reason="onnxscript is needed by torch's ONNX exporter")
 
 
-@pytest.fixture(params=["cnn", "rescnn"])
+TINY = {
+    "cnn": ("cnn", {"channels": 8}),
+    "rescnn": ("rescnn", {"channels": 8, "num_blocks": 1}),
+    "rescnn-nearest-conv": ("rescnn", {"channels": 8, "num_blocks": 1, "upsampler": "nearest-conv"}),
+}
+
+
+@pytest.fixture(params=list(TINY))
 def trained_tiny(request, generator):
     torch.manual_seed(0)
-    kwargs = {"channels": 8} if request.param == "cnn" else {"channels": 8, "num_blocks": 1}
-    model = build_model(request.param, **kwargs)
+    arch, kwargs = TINY[request.param]
+    model = build_model(arch, **kwargs)
     for module in model.modules():  # batch-norm statistics as after training, so folding is exercised
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.3, 0.3, generator=generator)

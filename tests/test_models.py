@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from superres.models import ARCHS, DISCRIMINATORS, GENERATORS, build_model, count_macs, count_parameters
-from superres.models.blocks import SubPixelUpsample
+from superres.models.blocks import NearestConvUpsample, SubPixelUpsample
 from superres.models.repattn import RepConv
 from superres.optimize import fold_batchnorm
 
@@ -96,6 +96,31 @@ def test_generators_are_built_with_icnr(arch):
     kernels = conv.weight.unflatten(0, (-1, 4))  # (C, 4, C, 3, 3): the 4 sub-pixels of each output channel
     assert torch.equal(kernels, kernels[:, :1].expand_as(kernels))
     assert torch.equal(conv.bias.unflatten(0, (-1, 4)), conv.bias.unflatten(0, (-1, 4))[:, :1].expand(-1, 4))
+
+
+def test_a_nearest_conv_stage_cannot_learn_the_grid_a_sub_pixel_stage_learns(generator):
+    """With the kernels of its output phases apart (as training moves them), a sub-pixel stage draws a grid on a flat
+    input; a nearest-conv stage, whatever its weights, gives every output pixel the same kernel: no grid."""
+    flat = torch.full((1, 8, 12, 12), 0.5)
+    shuffle, nearest = SubPixelUpsample(8, 2, torch.nn.Identity()), NearestConvUpsample(8, 2, torch.nn.Identity())
+    with torch.no_grad():
+        for stage in (shuffle, nearest):
+            for p in stage.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+        shuffled, upsampled = shuffle(flat)[..., 2:-2, 2:-2], nearest(flat)[..., 2:-2, 2:-2]  # away from the padding
+    assert shuffled.shape == upsampled.shape == (1, 8, 20, 20)
+    phases = shuffled.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, 8, 10, 10, 2, 2): the 4 phases of each 2 x 2 block
+    assert torch.allclose(phases, phases[:, :, :1, :1].expand_as(phases), atol=1e-4)  # the same in every block,
+    assert phases.std(dim=(-2, -1)).min() > 0.1  # different within each: a grid of period 2
+    assert torch.allclose(upsampled, upsampled[..., :1, :1].expand_as(upsampled), atol=1e-4)  # flat stays flat
+
+
+def test_rescnn_takes_a_nearest_conv_upsampler(generator):
+    model = build_model("rescnn", upsampler="nearest-conv", **TINY["rescnn"]).eval()
+    assert isinstance(model.upsample[0], NearestConvUpsample) and len(model.upsample) == 2
+    assert model(torch.rand(1, 3, 5, 6, generator=generator)).shape == (1, 3, 20, 24)
+    with pytest.raises(ValueError, match="upsampler must be one of"):
+        build_model("rescnn", upsampler="transposed", **TINY["rescnn"])
 
 
 def test_unet_discriminator_gives_a_logit_per_pixel_and_finite_gradients(generator):

@@ -73,6 +73,21 @@ def test_an_x1_model_starts_from_the_features_of_an_x4_one():
                   {"scale": 1, "channels": 8, "num_blocks": 1})
 
 
+def test_a_nearest_conv_model_starts_from_the_features_of_a_pixel_shuffle_one():
+    torch.manual_seed(0)
+    args, nearest = {"scale": 4, "channels": 8, "num_blocks": 2}, {"scale": 4, "channels": 8, "num_blocks": 2,
+                                                                   "upsampler": "nearest-conv"}
+    start = build_model("rescnn", **args)
+    start.info = type("Info", (), {"arch": "rescnn", "args": args})()  # a file from before the option
+    model = build_model("rescnn", **nearest)
+    fresh = model.upsample[0][1].weight.clone()
+    init_from(model, start, "rescnn", nearest)
+    for name, tensor in model.state_dict().items():
+        if name.startswith(("head.", "body")):
+            assert torch.equal(tensor, start.state_dict()[name]), name
+    assert torch.equal(model.upsample[0][1].weight, fresh)  # the upsampler is left to training
+
+
 def test_at_x1_only_the_damaging_conditions_exist():
     assert [n for n in CONDITIONS if applies(n, 1)] == ["blur", "noise", "jpeg", "camera"]
     assert all(applies(n, 4) for n in CONDITIONS) and not applies("div2k-unknown", 2)

@@ -182,17 +182,22 @@ def check_same_run(saved: RunConfig, config: RunConfig) -> None:
 
 def init_from(generator: nn.Module, start: nn.Module, arch: str, args: dict) -> None:
     """Copy `start`'s weights into `generator`, both `arch` with the same arguments: all of them, or where only
-    the scale differs the feature extractor (everything before the upsampler and the tail), so that an x1
-    restoration model starts from an x4 model's features while its zero tail keeps it the identity."""
-    def but_scale(kwargs: dict) -> dict:
-        return {k: v for k, v in kwargs.items() if k != "scale"}
+    the scale or the upsampler differ the feature extractor (everything before the upsampler and the tail), so that
+    an x1 restoration model starts from an x4 model's features while its zero tail keeps it the identity, and a
+    nearest-conv upsampler is trained on a pixel-shuffle model's features."""
+    head_only = ("scale", "upsampler")
 
-    if (start.info.arch, but_scale(start.info.args)) != (arch, but_scale(args)):
+    def but_upsampling(kwargs: dict) -> dict:
+        return {k: v for k, v in kwargs.items() if k not in head_only}
+
+    if (start.info.arch, but_upsampling(start.info.args)) != (arch, but_upsampling(args)):
         raise TrainingError(f"model.init_weights holds {start.info.arch} {start.info.args}, not {arch} {args}")
+    defaults = {"upsampler": "pixel-shuffle"}  # files written before the option hold no upsampler
+    same = all({**defaults, **start.info.args}.get(k) == {**defaults, **args}.get(k) for k in head_only)
     state = start.state_dict()
-    if start.scale != generator.scale:
+    if not same:
         state = {k: v for k, v in state.items() if not k.startswith(("upsample.", "tail."))}
-    generator.load_state_dict(state, strict=start.scale == generator.scale)
+    generator.load_state_dict(state, strict=same)
 
 
 def build_step(config: RunConfig, device: torch.device, precision: str, world: World) -> tuple[Step, str, dict]:

@@ -1,4 +1,5 @@
-"""Building blocks shared by the generators: sub-pixel upsampling (ICNR-initialised) and the residual block."""
+"""Building blocks shared by the generators: the upsampling stages (sub-pixel, ICNR-initialised, or nearest-neighbour
+then a conv) and the residual block."""
 
 from __future__ import annotations
 
@@ -37,8 +38,29 @@ class SubPixelUpsample(nn.Sequential):
         )
 
 
-def upsample_stages(channels: int, scale: int, make_activation: Callable[[], nn.Module]) -> nn.Sequential:
-    """x2 stages for scales 2, 4 and 8, one x3 stage for scale 3, none for scale 1 (restoration at the same size)."""
+class NearestConvUpsample(nn.Sequential):
+    """Nearest-neighbour upsampling by `factor`, conv3x3 at the new size, then an activation (Real-ESRGAN's stages).
+    Nearest-neighbour upsampling leaves no energy at the period-`factor` frequencies, and a conv is the same at every
+    output pixel, so, unlike a sub-pixel conv, the stage has no per-phase kernels from which to learn a grid."""
+
+    def __init__(self, channels: int, factor: int, activation: nn.Module) -> None:
+        super().__init__(
+            nn.Upsample(scale_factor=factor, mode="nearest"),  # (B, C, H*f, W*f)
+            conv3x3(channels, channels),
+            activation,
+        )
+
+
+UPSAMPLERS = {"pixel-shuffle": SubPixelUpsample, "nearest-conv": NearestConvUpsample}
+
+
+def upsample_stages(
+    channels: int, scale: int, make_activation: Callable[[], nn.Module], kind: str = "pixel-shuffle"
+) -> nn.Sequential:
+    """x2 stages for scales 2, 4 and 8, one x3 stage for scale 3, none for scale 1 (restoration at the same size);
+    each stage of `kind`, a key of UPSAMPLERS."""
+    if kind not in UPSAMPLERS:
+        raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {kind!r}")
     if scale == 1:
         factors = []
     elif scale == 3:
@@ -47,7 +69,7 @@ def upsample_stages(channels: int, scale: int, make_activation: Callable[[], nn.
         factors = [2] * (scale.bit_length() - 1)
     else:
         raise ValueError(f"scale must be 1, 2, 3, 4 or 8, got {scale}")
-    return nn.Sequential(*(SubPixelUpsample(channels, f, make_activation()) for f in factors))
+    return nn.Sequential(*(UPSAMPLERS[kind](channels, f, make_activation()) for f in factors))
 
 
 class ResidualBlock(nn.Module):

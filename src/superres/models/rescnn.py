@@ -11,8 +11,9 @@ from superres.models.blocks import ResidualBlock, conv3x3, upsample_stages
 class ResCNN(nn.Module):
     """conv 64 + PReLU, residual blocks, conv-BN with a long skip, sub-pixel upsampling, conv to RGB.
 
-    At scale 1 (restoration at the same size) there is no upsampling and the output is the input plus the tail's
-    correction; the tail starts at zero, so the untrained model is the identity."""
+    `upsampler` "pixel-shuffle" is SRResNet's sub-pixel conv; "nearest-conv" (nearest-neighbour, then a conv) cannot
+    learn a sub-pixel grid, for the GAN. At scale 1 (restoration at the same size) there is no upsampling and the
+    output is the input plus the tail's correction; the tail starts at zero, so the untrained model is the identity."""
 
     def __init__(
         self,
@@ -23,6 +24,7 @@ class ResCNN(nn.Module):
         num_blocks: int = 16,
         head_kernel: int = 9,
         tail_kernel: int = 1,
+        upsampler: str = "pixel-shuffle",
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -31,7 +33,7 @@ class ResCNN(nn.Module):
         )
         self.body = nn.Sequential(*(ResidualBlock(channels) for _ in range(num_blocks)))
         self.body_tail = nn.Sequential(conv3x3(channels, channels, bias=False), nn.BatchNorm2d(channels))
-        self.upsample = upsample_stages(channels, scale, lambda: nn.PReLU(channels))
+        self.upsample = upsample_stages(channels, scale, lambda: nn.PReLU(channels), upsampler)
         self.tail = nn.Conv2d(channels, in_channels, tail_kernel, padding=tail_kernel // 2)
         if scale == 1:
             nn.init.zeros_(self.tail.weight)
