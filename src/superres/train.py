@@ -185,19 +185,24 @@ def init_from(generator: nn.Module, start: nn.Module, arch: str, args: dict) -> 
     the scale or the upsampler differ the feature extractor (everything before the upsampler and the tail), so that
     an x1 restoration model starts from an x4 model's features while its zero tail keeps it the identity, and a
     nearest-conv upsampler is trained on a pixel-shuffle model's features."""
-    head_only = ("scale", "upsampler")
+    upsampling_args = ("scale", "upsampler")  # change only the upsampler and the tail
 
     def but_upsampling(kwargs: dict) -> dict:
-        return {k: v for k, v in kwargs.items() if k not in head_only}
+        return {k: v for k, v in kwargs.items() if k not in upsampling_args}
 
     if (start.info.arch, but_upsampling(start.info.args)) != (arch, but_upsampling(args)):
         raise TrainingError(f"model.init_weights holds {start.info.arch} {start.info.args}, not {arch} {args}")
-    defaults = {"upsampler": "pixel-shuffle"}  # files written before the option hold no upsampler
-    same = all({**defaults, **start.info.args}.get(k) == {**defaults, **args}.get(k) for k in head_only)
     state = start.state_dict()
+    same = start.scale == generator.scale and upsampler_shapes(state) == upsampler_shapes(generator.state_dict())
     if not same:
         state = {k: v for k, v in state.items() if not k.startswith(("upsample.", "tail."))}
     generator.load_state_dict(state, strict=same)
+
+
+def upsampler_shapes(state: dict[str, torch.Tensor]) -> dict[str, torch.Size]:
+    """The upsampler's tensors by name and shape: the same for two models exactly when one's upsampler loads into
+    the other's, whatever arguments (or the defaults of older files) built them."""
+    return {k: v.shape for k, v in state.items() if k.startswith("upsample.")}
 
 
 def build_step(config: RunConfig, device: torch.device, precision: str, world: World) -> tuple[Step, str, dict]:
