@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3.5 hours on 2 cores:
-# the matrix about 1 hour, the GAN 15 minutes, the GAN sweep 30 minutes, store-small-upscale-later about 1.5
-# hours); rd-x2 (55 minutes) and equal-time (trains two networks for 25 minutes) run only when named.
-#   bash docs/make_results.sh [matrix|figures|gan|sweep|rd|rd-x2|equal-time ...]      (default: the first five)
+# the matrix about 1 hour, the GAN 15 minutes, RepAttn 3 minutes, the GAN sweep 30 minutes, store-small-upscale-later
+# about 1.5 hours); rd-x2 (55 minutes) and equal-time (trains two networks for 25 minutes) run only when named.
+#   bash docs/make_results.sh [matrix|figures|gan|repattn|sweep|rd|rd-x2|equal-time ...]   (default: the first six)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
 B=$D/benchmarks
 SR="python3 -m superres"
 export PYTHONPATH=src
-PARTS=${*:-matrix figures gan sweep rd}
+PARTS=${*:-matrix figures gan repattn sweep rd}
 # The general models (the aliases cnn and rescnn), then the specialists, each for one degradation (the GAN for
 # any photo, `gan`, has its own part below).
 MODELS=bicubic,cnn,rescnn,cnn-x4-bicubic,rescnn-x4-bicubic,cnn-x4-div2k-unknown,rescnn-x4-div2k-unknown,gan-x4-div2k-unknown
@@ -42,6 +42,15 @@ if [[ " $PARTS " == *" gan "* ]]; then
     --out docs/results/gan-pairs
   $SR compare $B/set14/HR/img_001.png --degradation bicubic --models bicubic,rescnn,gan-x4-div2k-unknown,gan \
     --crop-size 120 -o docs/figures/compare_gan_set14_001.png
+fi
+
+if [[ " $PARTS " == *" repattn "* ]]; then
+  # The efficient network for any photo (repattn-x4-general) under every condition, beside the matrix's general
+  # ResCNN, and the real DIV2K unknown-track pairs.
+  $SR benchmark --models repattn-x4-general --data $B/set5 $B/set14 $B/b100 --degradations all --tile 256 \
+    --out docs/results/repattn
+  $SR benchmark --models repattn-x4-general --data $D/div2k_unknown_x4 --degradations div2k-unknown --tile 256 \
+    --out docs/results/repattn-pairs
 fi
 
 if [[ " $PARTS " == *" sweep "* ]]; then

@@ -38,13 +38,13 @@ def main(out: str, config: str, run_dir: str) -> None:
             gt = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(10 * i + world.rank))
             logs = step(F.avg_pool2d(gt, 4), gt)  # (2, 3, 8, 8), (2, 3, 32, 32): other patches on each rank
         g, d = gather(world, flat(generator)), gather(world, flat(discriminator))
-        losses = gather(world, logs["g/content"])
+        losses = gather(world, logs["g/content"].item())
         result = train(load_config(config), run_dir, world=world)
         if world.is_main:
             seen = {
                 "g_same": torch.equal(*g), "d_same": torch.equal(*d),
                 "g_moved": not torch.equal(g[0], before[0]), "d_moved": not torch.equal(d[0], before[1]),
-                "own_patches": losses[0] != losses[1], "finite": all(math.isfinite(v) for v in logs.values()),
+                "own_patches": losses[0] != losses[1], "finite": all(math.isfinite(v.item()) for v in logs.values()),
                 "steps": result.step, "ranks": result.ranks,
             }  # fmt: skip
             with open(out, "w") as f:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -178,6 +179,7 @@ def test_train_then_curves(tmp_path, capsys):
                          "--set", "train.log_every=2", "--set", "train.checkpoint_every=2")
     assert code == 0, err
     assert "completed at step 4" in out and (run_dir / "last.safetensors").is_file()
+    assert re.search(r"speed of the last log window: [\d.]+ steps/s, [\d.e-]+ HR Mpx/s, [\d.e-]+ TFLOP/s", out), out
     code, out, err = run(capsys, "curves", run_dir, run_dir, "-o", tmp_path / "c.png")
     assert code == 0, err
     with Image.open(tmp_path / "c.png") as png:

@@ -115,7 +115,8 @@ def test_two_ranks_train_as_one_process_drawing_both_ranks_patches(images, tmp_p
     done = torchrun("-m", "superres", "train", "--config", config_file, "--run-dir", ddp, "--quiet")
     assert done.returncode == 0, done.stderr
     assert "training on 2 ranks (gloo): 2 patches per rank, global batch 4, lr 0.001" in done.stderr
-    assert done.stdout.startswith("completed at step 4") and done.stdout.count("\n") == 2  # rank 0 alone prints
+    assert done.stdout.startswith("completed at step 4") and done.stdout.count("\n") == 3  # rank 0 alone prints
+    assert "speed of the last log window: " in done.stdout and " TFLOP/s" in done.stdout
 
     config = loads_config(tiny_toml(images))
     result = train(config, one, replay_ranks=2)  # batch 2b: rank 0's patches, then rank 1's

@@ -73,7 +73,7 @@ def test_five_gan_steps_stay_finite(kind, vgg_file):
         lq, gt = batch(step)
         logs = gan_step(generator, discriminator, opt_g, opt_d, lq, gt, content_loss=content_loss, pixel_weight=0.1)
         assert set(logs) == LOG_KEYS
-        assert all(isinstance(v, float) and math.isfinite(v) for v in logs.values()), logs
+        assert all(v.shape == () and math.isfinite(v) for v in logs.values()), logs  # tensors: no host sync
         assert 0.0 <= logs["d/acc_real"] <= 1.0 and 0.0 <= logs["d/acc_fake"] <= 1.0
     assert all(torch.isfinite(p).all() for p in [*generator.parameters(), *discriminator.parameters()])
 

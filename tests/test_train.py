@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
 
 from superres.checkpoint import load_checkpoint
 from superres.config import RunConfig, load_config, loads_config, to_toml
@@ -101,6 +102,12 @@ def test_tiny_run_writes_the_run_folder(folders, tmp_path):
     keys = {r["key"] for r in rows}
     assert {"train/loss", "lr", "speed/steps_per_s", "val/psnr", "val/ssim"} <= keys
     assert sorted({int(r["step"]) for r in rows if r["key"] == "val/psnr"}) == [3, 6]
+    speed = {r["key"]: float(r["value"]) for r in rows if r["step"] == "6" and r["key"].startswith("speed/")}
+    assert speed["speed/hr_mpx_per_s"] == pytest.approx(speed["speed/steps_per_s"] * 2 * 16 * 16 / 1e6, rel=1e-5)
+    with FlopCounterMode(display=False) as counter:  # forward and backward of the same model on a batch of 2
+        build_model("rescnn", channels=4, num_blocks=1)(torch.rand(2, 3, 4, 4)).sum().backward()
+    flops = speed["speed/tflop_per_s"] * 1e12 / speed["speed/steps_per_s"]
+    assert flops == pytest.approx(counter.get_total_flops(), rel=1e-4)
     info = read_info(tmp_path / "last.safetensors")
     assert (info.arch, info.args) == ("rescnn", {"channels": 4, "num_blocks": 1})
     assert (info.scale, info.degradation) == (4, "bicubic")
@@ -114,9 +121,10 @@ def test_tiny_run_writes_the_run_folder(folders, tmp_path):
         train(config, tmp_path)
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_interrupted_then_resumed_equals_uninterrupted(folders, tmp_path, ema_decay):
+@pytest.mark.parametrize(("ema_decay", "prefetch"), [(0.0, 2), (0.9, 0)])
+def test_interrupted_then_resumed_equals_uninterrupted(folders, tmp_path, ema_decay, prefetch):
     config = tiny_config(folders, steps=8, checkpoint_every=2, val_every=4, ema_decay=ema_decay)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, prefetch=prefetch))
     train(config, tmp_path / "straight")
 
     def interrupt(step, total, numbers):
@@ -194,6 +202,19 @@ def test_time_limit_stops_cleanly_and_resumes(folders, tmp_path):
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, max_minutes=0.0, steps=3))
     result = train(longer, tmp_path, resume=True)
     assert (result.stopped, result.step, result.resumed_from) == ("completed", 3, 1)
+
+
+def test_checkpoint_minutes_checkpoints_at_log_steps_between_the_step_counts(folders, tmp_path):
+    config = tiny_config(folders, steps=50, checkpoint_every=1000, log_every=2, val_every=0, checkpoint_minutes=1e-9)
+
+    def interrupt(step, total, numbers):  # a job cut off from outside
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path, progress=interrupt)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").state["step"] == 4
+    assert read_info(tmp_path / "last.safetensors").recipe["steps"] == 4
 
 
 def gan_config(folders, weights: Path, **gan) -> RunConfig:
@@ -341,6 +362,39 @@ def test_without_tensorboard_only_the_csv_log(folders, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
     train(tiny_config(folders, steps=2, val_every=0), tmp_path)
     assert list(tmp_path.glob("events.out.tfevents.*")) == [] and log_rows(tmp_path)
+
+
+def test_batches_drawn_ahead_in_a_thread_are_the_batches_drawn_in_the_loop(folders):
+    from superres.data import PatchSampler
+    from superres.loop import Batches
+
+    sampler = PatchSampler.from_hr_folder(folders[0], "bicubic", patch_size=16)
+    inline = Batches(sampler, 2, seed=3)
+    with Batches(sampler, 2, seed=3, prefetch=2) as ahead:
+        for _ in range(4):
+            (a_lq, a_gt), (b_lq, b_gt) = inline.next(), ahead.next()
+            assert torch.equal(a_lq, b_lq) and torch.equal(a_gt, b_gt)
+            assert all(torch.equal(a, b) for a, b in zip(inline.state(), ahead.state()))  # of the batches handed out
+        with pytest.raises(RuntimeError, match="before the first next"):
+            ahead.load_state(inline.state())
+    assert ahead._thread is None  # closed; the batches it drew ahead are drawn again
+    (a_lq, _), (b_lq, _) = inline.next(), ahead.next()
+    assert torch.equal(a_lq, b_lq)
+    ahead.close()
+
+
+def test_an_error_in_the_batch_thread_reaches_the_loop(folders):
+    from superres.data import PatchSampler
+    from superres.loop import Batches
+
+    class Broken(PatchSampler):
+        def sample(self, batch_size, generator):
+            raise ValueError("no patches today")
+
+    sampler = PatchSampler.from_hr_folder(folders[0], "bicubic", patch_size=16)
+    sampler.__class__ = Broken
+    with Batches(sampler, 2, seed=0, prefetch=1) as batches, pytest.raises(ValueError, match="no patches today"):
+        batches.next()
 
 
 def test_the_loop_runs_without_a_run_folder_and_returns_the_logged_numbers(folders, generator_weights):

@@ -115,8 +115,9 @@ def test_every_shipped_file_loads_and_names_its_recipe():
 
 
 def test_the_aliases_name_models_for_any_photo():
-    """rescnn, cnn and gan are what people try first: each must be trained for the realistic mix, not one blur."""
-    assert set(DEFAULTS) == {"rescnn", "cnn", "gan"}
+    """rescnn, cnn, gan and repattn are what people try first: each must be trained for the realistic mix, not one
+    blur."""
+    assert set(DEFAULTS) == {"rescnn", "cnn", "gan", "repattn"}
     for alias in DEFAULTS:
         assert load_model(alias).info.degradation == "realistic", alias
 

@@ -637,6 +637,10 @@ def _train(config, run_dir: Path, args: argparse.Namespace, world, backend: str)
     if result.resumed_from is not None:
         print(f"resumed from the checkpoint at step {result.resumed_from}")
     print(f"{result.stopped} at step {result.step} after {result.seconds / 60:.1f} min; {metrics}")
+    if result.speed:
+        units = {"speed/steps_per_s": "steps/s", "speed/hr_mpx_per_s": "HR Mpx/s", "speed/tflop_per_s": "TFLOP/s"}
+        print("speed of the last log window: " + ", ".join(f"{result.speed[k]:.3g} {u}" for k, u in units.items()
+                                                            if k in result.speed))  # fmt: skip
     print(f"run folder: {run_dir} (best.safetensors, last.safetensors, log.csv, curves.png)")
     return EXIT_OK
 

@@ -58,6 +58,7 @@ class DataConfig:
     paired_lq_root: str | None = None  # LQ folder matching the single HR root: train on fixed pairs instead
     div2k_root: str | None = None  # a DIV2K-layout folder (HR/, LR_*/X4/): train on its pairs instead
     device_resident: bool = True  # keep the decoded training images on the training device (fast GPU sampling)
+    prefetch: int = 2  # batches drawn ahead in a background thread while the model trains; 0 = in the loop
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TrainConfig:
     val_conditions: tuple[str, ...] = ()  # named test conditions (superres.data.conditions) for the validation
     # LR instead of the training degradation: val/psnr is their mean, val/psnr/NAME each one
     checkpoint_every: int = 1000
+    checkpoint_minutes: float = 0.0  # > 0: also checkpoint at the first log step this long after the last one
     max_minutes: float = 0.0  # wall-clock budget of one train() call; 0 = none. Stops cleanly (checkpoint, weights)
     ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of G's weights (superres.ema)
 

@@ -32,9 +32,9 @@ def generator_step(
     texture: Texture | None = None,
     adv_loss: str = "vanilla",
     autocast: Autocast = contextlib.nullcontext,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One G update with D frozen: content + adv_weight * adversarial + pixel_weight * L1 + each texture term's
-    weight * loss (logged as g/NAME, e.g. g/fft). Returns sr detached."""
+    weight * loss (logged as g/NAME, e.g. g/fft). Returns sr and the logged numbers detached, on the device."""
     discriminator.requires_grad_(False)
     opt_g.zero_grad(set_to_none=True)
     with autocast():
@@ -50,7 +50,7 @@ def generator_step(
     total.backward()
     opt_g.step()
     logs = {f"g/{name}": value for name, (_, value) in terms.items()} | {"g/total": total}
-    return sr.detach(), {k: v.item() for k, v in logs.items()}
+    return sr.detach(), {k: v.detach().float() for k, v in logs.items()}
 
 
 def discriminator_step(
@@ -61,9 +61,10 @@ def discriminator_step(
     *,
     adv_loss: str = "vanilla",
     autocast: Autocast = contextlib.nullcontext,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One D update with D unfrozen: BCE of D(gt) against real plus BCE of D(sr.detach()) against fake (for
-    "relativistic", of each relative to the other's mean). Accuracies count the logits the loss judges."""
+    "relativistic", of each relative to the other's mean). Accuracies count the logits the loss judges. The numbers
+    stay on the device (0-dim tensors: no host sync)."""
     discriminator.requires_grad_(True)
     opt_d.zero_grad(set_to_none=True)
     with autocast():
@@ -74,10 +75,10 @@ def discriminator_step(
     opt_d.step()
     judged_real, judged_fake = discriminator_logits(real_logits.detach(), fake_logits.detach(), kind=adv_loss)
     return {
-        "d/real": real.item(),
-        "d/fake": fake.item(),
-        "d/acc_real": (judged_real > 0).float().mean().item(),
-        "d/acc_fake": (judged_fake < 0).float().mean().item(),
+        "d/real": real.detach().float(),
+        "d/fake": fake.detach().float(),
+        "d/acc_real": (judged_real > 0).float().mean(),
+        "d/acc_fake": (judged_fake < 0).float().mean(),
     }
 
 
@@ -95,12 +96,12 @@ def gan_step(
     texture: Texture | None = None,
     adv_loss: str = "vanilla",
     autocast: Autocast = contextlib.nullcontext,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """G step then D step on the same batch; `autocast` is a zero-argument callable giving a context manager.
 
     Returns g/content, g/adv, g/pixel (L1, logged even at weight 0), one g/NAME per texture term, g/total, d/real,
-    d/fake, d/acc_real, d/acc_fake (the fraction of judged logits on the right side of 0). No gradient scaling: use
-    bf16 autocast, not fp16."""
+    d/fake, d/acc_real, d/acc_fake (the fraction of judged logits on the right side of 0), as 0-dim tensors on the
+    device (no host sync). No gradient scaling: use bf16 autocast, not fp16."""
     sr, logs = generator_step(
         generator, discriminator, opt_g, lq, gt, content_loss=content_loss, adv_weight=adv_weight,
         pixel_weight=pixel_weight, texture=texture, adv_loss=adv_loss, autocast=autocast,

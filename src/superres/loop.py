@@ -5,7 +5,11 @@
 
 Steps count optimizer updates: after step k the model has been updated k times, and the k-th update used
 `lr_at(k - 1, t)`. Logging, validation and checkpoints happen after steps that are multiples of their `*_every`,
-and all three after the last step (or when `t.max_minutes` runs out). Validation and the weights files take the
+and all three after the last step (or when `t.max_minutes` runs out); with `t.checkpoint_minutes` also a checkpoint
+at the first log step that many minutes after the last one (a job cut off from outside keeps recent weights).
+The first step of a session runs under `FlopCounterMode` (it only counts) to log the speed as `speed/steps_per_s`,
+`speed/hr_mpx_per_s` (HR pixels of the patches trained on) and `speed/tflop_per_s` (the FLOPs of that step, forward
+and backward of every network, times the step rate), all ranks together. Validation and the weights files take the
 step's `inference_model` (the EMA of the generator's weights when train.ema_decay > 0). Without a folder and a
 validation (a sweep that wants numbers, not files) the loop only steps, logs into `history` and stops on
 non-finite numbers.
@@ -19,6 +23,8 @@ weights while the others wait at their next collective.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from superres.config import TrainConfig
 from superres.distributed import World, any_rank, gather, mean_over_ranks, rank_seed
@@ -53,11 +60,15 @@ class Batches:
     """Training batches on `device`. Each data rank draws `batch_size` patches from `sampler` with its own generator,
     seeded by `rank_seed(seed, rank)`; by default this process draws for its own rank. `ranks=range(n)` in one
     process draws, concatenated, what n ranks would each draw: the batch a job of n ranks averages its gradients
-    over, so that job can be replayed (or checked) in one process."""
+    over, so that job can be replayed (or checked) in one process.
+
+    `prefetch=n` draws up to n batches ahead in a background thread while the model trains on the current one: the
+    same batches in the same order as drawing them in the loop, and `state()` is that of the batches handed out, so
+    a checkpoint resumes exactly either way. Use it as a context manager (or call `close()`) to stop the thread."""
 
     def __init__(self, sampler: PatchSampler, batch_size: int, seed: int, *, world: World = World(),
                  ranks: range | None = None, device: torch.device | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> None:  # fmt: skip
+                 memory_format: torch.memory_format = torch.contiguous_format, prefetch: int = 0) -> None:  # fmt: skip
         self.ranks = range(world.rank, world.rank + 1) if ranks is None else ranks
         if world.size > 1 and len(self.ranks) != 1:
             raise ValueError("a process of a job of several processes draws for its own rank only")
@@ -66,26 +77,82 @@ class Batches:
         self.generators = [torch.Generator(device=sampler.device).manual_seed(rank_seed(seed, r)) for r in self.ranks]
         self.num_ranks = len(self.ranks) * world.size  # data ranks of the whole job
         self.global_batch = batch_size * self.num_ranks  # patches per optimizer step, all ranks together
+        self.prefetch = prefetch
+        self._states = [g.get_state() for g in self.generators]  # after the batches handed out so far
+        self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(lq, gt): (B, 3, p/s, p/s), (B, 3, p, p) with B = batch_size times the ranks this process draws for."""
+        if not self.prefetch:
+            lq, gt, self._states = self._draw()
+            return lq, gt
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._fill, name="superres-batches", daemon=True)
+            self._thread.start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        lq, gt, self._states = item
+        return lq, gt
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         pairs = [self.sampler.sample(self.batch_size, g) for g in self.generators]
         lq, gt = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*pairs))
         lq = lq.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         gt = gt.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return lq, gt
+        return lq, gt, [g.get_state() for g in self.generators]
+
+    def _fill(self) -> None:
+        """The background thread: draw batches into the queue until closed (an error goes to the queue too)."""
+        try:
+            while not self._stop.is_set():
+                self._put(self._draw())
+        except BaseException as error:  # noqa: BLE001 -- handed to the training thread, which raises it
+            self._put(error)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Stop the background thread (if any) and drop the batches it drew ahead: the generators go back to where
+        the batches handed out left them, so a later `next()` continues the same stream."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread, self._queue = None, queue.Queue(maxsize=self._queue.maxsize)
+        self._stop.clear()
+        for generator, state in zip(self.generators, self._states):
+            generator.set_state(state)
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def state(self) -> list[torch.Tensor]:
-        """Every data rank's generator state, in rank order (a collective: every rank calls it)."""
-        per_process = gather(self.world, [g.get_state() for g in self.generators])
+        """Every data rank's generator state after the batches handed out, in rank order (a collective: every rank
+        calls it)."""
+        per_process = gather(self.world, self._states)
         return [state for states in per_process for state in states]
 
     def load_state(self, states: list[torch.Tensor]) -> str | None:
         """Continue each rank's stream from `states`; a rank the checkpoint did not have starts afresh. Returns a note
         when the checkpoint was written by another number of ranks."""
+        if self._thread is not None:
+            raise RuntimeError("load_state after batches were drawn ahead: load before the first next()")
         for rank, generator in zip(self.ranks, self.generators):
             if rank < len(states):
                 generator.set_state(states[rank])
+        self._states = [g.get_state() for g in self.generators]
         if len(states) == self.num_ranks:
             return None
         return (
@@ -116,6 +183,8 @@ class Loop:
         self.world, self.device = batches.world, batches.device
         self.started = time.perf_counter() if started is None else started
         self.step, self.seconds_before, self.best_psnr = 0, 0.0, None
+        self.step_flops: int | None = None  # of one optimizer step on this process, counted on the session's first
+        self.last_checkpoint = self.started  # perf_counter of this session's last checkpoint
 
     def seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started
@@ -168,7 +237,7 @@ class Loop:
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(self.step, t, self.train_step.base_lrs[name])
             lq, gt = self.batches.next()
-            stats = self.train_step(lq, gt)
+            stats = self.counted_step(lq, gt)
             self.step += 1
             step = self.step
             window_steps += 1
@@ -178,15 +247,16 @@ class Loop:
             late = t.max_minutes > 0 and time.perf_counter() - self.started > 60 * t.max_minutes
             out_of_time = t.max_minutes > 0 and any_rank(self.world, late, self.device)
             final = step == t.steps or out_of_time
-            do_log, do_checkpoint = step % t.log_every == 0 or final, step % t.checkpoint_every == 0 or final
+            do_log = step % t.log_every == 0 or final
+            do_checkpoint = step % t.checkpoint_every == 0 or final or (do_log and self.checkpoint_due())
             do_val = t.val_every > 0 and (step % t.val_every == 0 or final)  # the same on every rank
             if do_log or do_val or do_checkpoint:
                 means = self.window_means(sums, window_steps)  # syncs (and all-reduces); raises on NaN/inf
                 synced = time.perf_counter()
             if do_log:
                 rate = window_steps / max(synced - window_start, 1e-9)
-                write(step, means | {"lr": lr_at(step - 1, t), "batch/global": self.batches.global_batch,
-                                     "speed/steps_per_s": rate})  # fmt: skip
+                write(step, means | {"lr": lr_at(step - 1, t), "batch/global": self.batches.global_batch}
+                      | self.speed(rate, gt))  # fmt: skip
                 sums, window_steps, window_start = {}, 0, synced
                 stop = self.train_step.check(step, means)
                 if stop is not None:
@@ -208,6 +278,7 @@ class Loop:
                     folder.save_checkpoint(state)
                     folder.save_weights("last.safetensors", self.train_step.inference_model, step=step,
                                         seconds=self.seconds(), metrics=metrics)  # fmt: skip
+                self.last_checkpoint = time.perf_counter()
             if do_log or do_val or do_checkpoint:
                 window_start += time.perf_counter() - synced  # speed/steps_per_s counts training time only
             if progress is not None:
@@ -218,6 +289,29 @@ class Loop:
         if folder is not None:
             folder.plot_curves()
         return LoopResult(self.step, self.seconds(), stopped, metrics, self.best_psnr, history)
+
+    def checkpoint_due(self) -> bool:
+        """`t.checkpoint_minutes` have passed since the last checkpoint (on any rank: all decide alike)."""
+        minutes = self.t.checkpoint_minutes
+        late = minutes > 0 and time.perf_counter() - self.last_checkpoint >= 60 * minutes
+        return minutes > 0 and any_rank(self.world, late, self.device)
+
+    def counted_step(self, lq: torch.Tensor, gt: torch.Tensor) -> dict:
+        """The train step; the session's first one also counts its FLOPs."""
+        if self.step_flops is not None:
+            return self.train_step(lq, gt)
+        with FlopCounterMode(display=False) as counter:
+            stats = self.train_step(lq, gt)
+        self.step_flops = counter.get_total_flops()
+        return stats
+
+    def speed(self, rate: float, gt: torch.Tensor) -> dict[str, float]:
+        """The log's speed numbers at `rate` optimizer steps per second, for the whole job."""
+        ranks = self.world.size  # every process trains on a batch like `gt` (a replay's gt holds every rank's)
+        numbers = {"speed/steps_per_s": rate, "speed/hr_mpx_per_s": rate * gt.shape[0] * gt[0, 0].numel() * ranks / 1e6}
+        if self.step_flops:
+            numbers["speed/tflop_per_s"] = rate * self.step_flops * ranks / 1e12
+        return numbers
 
     def window_means(self, sums: dict, steps: int) -> dict[str, float]:
         """Mean of each logged quantity over the last `steps` steps (and over the ranks). The sums stay on the device

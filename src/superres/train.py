@@ -62,6 +62,7 @@ class TrainResult:
     resumed_from: int | None = None  # the checkpoint step this call started from
     notes: tuple[str, ...] = ()  # e.g. a damaged checkpoint that was skipped on resume
     ranks: int = 1  # data ranks: processes of the job (or replayed in one process)
+    speed: dict[str, float] = field(default_factory=dict)  # the last log window's speed/* numbers (superres.loop)
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -122,10 +123,11 @@ def train(
             raise TrainingError(f"the checkpoint holds a {saved[0]} {saved[1]}, not the {arch} {args} configured")
         notes += loop.load_state_dict(loaded.state)
         resumed_from = loop.step
-    with folder.opened(loop.step) if folder is not None else contextlib.nullcontext():
+    with batches, folder.opened(loop.step) if folder is not None else contextlib.nullcontext():
         result = loop.run(progress)
+    speed = {key: values[-1][1] for key, values in result.history.items() if key.startswith("speed/")}
     return TrainResult(run_dir, result.step, result.seconds, result.stopped, result.metrics, result.best_psnr,
-                       resumed_from, tuple(notes), batches.num_ranks)  # fmt: skip
+                       resumed_from, tuple(notes), batches.num_ranks, speed)  # fmt: skip
 
 
 def resolve_runtime(config: RunConfig, world: World) -> tuple[torch.device, str]:
@@ -280,7 +282,7 @@ def make_batches(config: RunConfig, sampler: PatchSampler, device: torch.device,
     """This process's training batches on `device`, drawn from `sampler` with generators seeded by train.seed (and
     each data rank); `replay_ranks=n` draws what n ranks would (see `train`)."""
     return Batches(sampler, config.data.batch_size, config.train.seed, world=world, device=device,
-                   memory_format=memory_format_of(config),
+                   memory_format=memory_format_of(config), prefetch=config.data.prefetch,
                    ranks=None if replay_ranks is None else range(replay_ranks))  # fmt: skip
 
 

@@ -137,11 +137,12 @@ def run_setting(config: RunConfig, setting: SweepSetting, sampler: PatchSampler,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)  # the same D initialisation for every run, as `train` seeds it
         train_step, _, _ = build_step(config, device, precision, World())
-        loop = Loop(train_step, make_batches(config, sampler, device, World()), config.train)
-        try:
-            loop.run(record)
-        except TrainingError:  # with no collapse stop, only non-finite losses end a run early
-            diverged_at = loop.step
+        with make_batches(config, sampler, device, World()) as batches:
+            loop = Loop(train_step, batches, config.train)
+            try:
+                loop.run(record)
+            except TrainingError:  # with no collapse stop, only non-finite losses end a run early
+                diverged_at = loop.step
     scores = {k: math.nan if diverged_at else moving_average(v, window) for k, v in curves.items()}
     done = len(curves.get("g/total", []))
     return SweepRow(

@@ -23,8 +23,9 @@ from superres.files import atomic_write
 from superres.models import BASELINES, GENERATORS, build_model, count_parameters
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-# What a bare architecture name resolves to: `--model rescnn` is the model for blurred real-world input.
-DEFAULTS = {"rescnn": "rescnn-x4-general", "cnn": "cnn-x4-general", "gan": "gan-x4-general"}
+# What a bare architecture name resolves to: the model of that architecture for any photo.
+DEFAULTS = {"rescnn": "rescnn-x4-general", "cnn": "cnn-x4-general", "gan": "gan-x4-general",
+            "repattn": "repattn-x4-general"}
 DEFAULT_MODEL = "rescnn"
 _VERSIONED = re.compile(r"^(?P<base>.+)-v(?P<version>\d+)$")
 
