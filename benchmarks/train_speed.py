@@ -17,9 +17,8 @@ A setting is a precision, a memory format, a batch and HR patch size, the optimi
 Each setting trains a fresh model with `superres.steps.SupervisedStep` (or `GanStep`: the rescnn generator against
 the 10-block discriminator, content loss on D's features) on batches from `superres.loop.Batches`, drawn from the
 first `--images` training photos (of ../shared/data/train's folders in name order; seeded noise images where
-they are absent) with the
-`--degradation` of the recipe. The settings of one model and device are timed in interleaved rounds (a burst of about
-`--burst` seconds of each setting in turn, after 2 untimed steps that also use up batches drawn ahead during other
+they are absent) with the `--degradation` of the recipe. The settings of one model and device are timed in
+interleaved rounds (a burst of about `--burst` seconds of each setting in turn, after 2 untimed steps that also use up batches drawn ahead during other
 settings' bursts) until `--seconds` have passed, at least 3 rounds; each reports its median over the rounds, so that
 load from other processes hits every setting alike.
 
@@ -50,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from superres.config import GanConfig, TrainConfig
 from superres.data import PatchSampler
 from superres.distributed import World
-from superres.loop import Batches
+from superres.loop import Batches, counted
 from superres.losses import build_content_loss
 from superres.models import build_model
 from superres.runtime import resolve_precision
@@ -131,14 +130,6 @@ def build(arch: str, s: Setting, device: torch.device, images: list[torch.Tensor
     return step, batches, precision
 
 
-def count_flops(step: Step, batches: Batches) -> int:
-    """FLOPs of one training step (forward and backward of every network it updates)."""
-    lq, gt = batches.next()
-    with FlopCounterMode(display=False) as counter:
-        step(lq, gt)
-    return counter.get_total_flops()
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -192,7 +183,7 @@ def measure(arch: str, device: torch.device, args: argparse.Namespace, images: l
     rows, steps = [], []
     for s in settings(args):
         step, batches, precision = build(arch, s, device, images, args.degradation)
-        flops = count_flops(step, batches)
+        _, flops = counted(step, *batches.next())
         steps.append(lambda step=step, batches=batches: step(*batches.next()))
         rows.append({"arch": arch, "device": device.type, "setting": s.name, "precision": precision,
                      "channels_last": s.channels_last, "batch": s.batch, "patch": s.patch, "fused_adam": s.fused,

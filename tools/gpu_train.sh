@@ -23,7 +23,8 @@ BATCH=${BATCH:-64}
 PATCH=${PATCH:-128}
 MINUTES=${MINUTES:-8}
 COMPILE=${COMPILE:-true}
-ROOTS=$(python3 -c 'import json, pathlib, sys; print(json.dumps(sorted(str(p) for p in pathlib.Path(sys.argv[1], "train").iterdir() if p.is_dir())))' "$SUBSET")
+ROOTS=$(python3 -c 'import json, pathlib, sys
+print(json.dumps(sorted(str(p) for p in pathlib.Path(sys.argv[1], "train").iterdir() if p.is_dir())))' "$SUBSET")
 mkdir -p "$OUT"
 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} python3 -m superres train --config "$CONFIG" --run-dir "$OUT/run" --quiet \
   --set "data.train_roots=$ROOTS" --set data.batch_size="$BATCH" --set data.patch_size="$PATCH" \
@@ -32,5 +33,6 @@ PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} python3 -m superres train --config "$C
   --set train.max_minutes="$MINUTES" --set train.checkpoint_minutes=2 --set train.checkpoint_every="$STEPS" \
   --set train.precision='"auto"' --set train.channels_last=true --set train.compile="$COMPILE" \
   --set "train.val_roots=[\"$SUBSET/val\"]" --set train.val_max_images=4 --set train.val_crop=256 \
-  --set train.val_every=$((STEPS / 4 > 0 ? STEPS / 4 : 1)) --set train.log_every=$((STEPS / 100 > 0 ? STEPS / 100 : 1)) \
+  --set train.val_every=$((STEPS / 4 > 0 ? STEPS / 4 : 1)) \
+  --set train.log_every=$((STEPS / 100 > 0 ? STEPS / 100 : 1)) \
   "$@"

@@ -5,7 +5,8 @@
 
 Whole training photos (the files as they are, no re-encoding: JPEG would teach the networks its artifacts) are taken
 folder by folder from ../shared/data/train in the order of `--folders`, each in name order, until the next one
-would pass the budget (then the next folder); validation images come from Kodak24 (../shared/data/val), never from the benchmark sets.
+would pass the budget (then the next folder); validation images come from Kodak24 (../shared/data/val), never
+from the benchmark sets.
 Prints what it copied. The folder is git-ignored; name it in the device tool's `carry`.
 """
 

@@ -46,6 +46,14 @@ Progress = Callable[[int, int, dict[str, float]], None]  # (step, total, newest 
 Validate = Callable[[nn.Module], tuple[dict[str, float], dict[str, torch.Tensor]]]  # -> metrics, images to show
 
 
+def counted(train_step: Step, lq: torch.Tensor, gt: torch.Tensor) -> tuple[dict, int]:
+    """`train_step(lq, gt)` under `FlopCounterMode` (which only counts): its numbers, and the FLOPs of the step
+    (forward and backward of every network it updates)."""
+    with FlopCounterMode(display=False) as counter:
+        stats = train_step(lq, gt)
+    return stats, counter.get_total_flops()
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on: non-finite loss, collapsed GAN, or a run folder that does not fit the config."""
 
@@ -300,9 +308,7 @@ class Loop:
         """The train step; the session's first one also counts its FLOPs."""
         if self.step_flops is not None:
             return self.train_step(lq, gt)
-        with FlopCounterMode(display=False) as counter:
-            stats = self.train_step(lq, gt)
-        self.step_flops = counter.get_total_flops()
+        stats, self.step_flops = counted(self.train_step, lq, gt)
         return stats
 
     def speed(self, rate: float, gt: torch.Tensor) -> dict[str, float]:
