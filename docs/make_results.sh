@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3.5 hours on 2 cores:
 # the matrix about 1 hour, the GAN 15 minutes, RepAttn 3 minutes, the GAN sweep 30 minutes, store-small-upscale-later
-# about 1.5 hours); rd-x2 (55 minutes) and equal-time (trains two networks for 25 minutes) run only when named.
-#   bash docs/make_results.sh [matrix|figures|gan|repattn|sweep|rd|rd-x2|equal-time ...]   (default: the first six)
+# about 1.5 hours); rd-x2 (55 minutes), equal-time (trains two networks for 25 minutes) and quality-per-minute
+# (two for 20 minutes) run only when named.
+#   bash docs/make_results.sh [matrix|figures|gan|repattn|sweep|rd|rd-x2|equal-time|quality-per-minute ...]
+#   (default: the first six)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
@@ -36,11 +38,13 @@ fi
 
 if [[ " $PARTS " == *" gan "* ]]; then
   # The GAN for any photo (`gan`, gan-x4-general) under every condition (its ResCNN's rows are in the matrix), and
-  # texture on Set14's baboon (official bicubic LR): bicubic, the general ResCNN, the old GAN, the new GAN, HR.
+  # texture on Set14's baboon (official bicubic LR): bicubic, the general ResCNN, the first GAN (DIV2K unknown), the
+  # sub-pixel GAN for any photo (v1), the shipped one, HR.
   $SR benchmark --models gan --data $B/set5 $B/set14 $B/b100 --degradations all --tile 256 --out docs/results/gan
   $SR benchmark --models gan --data $D/div2k_unknown_x4 --degradations div2k-unknown --tile 256 \
     --out docs/results/gan-pairs
-  $SR compare $B/set14/HR/img_001.png --degradation bicubic --models bicubic,rescnn,gan-x4-div2k-unknown,gan \
+  $SR compare $B/set14/HR/img_001.png --degradation bicubic \
+    --models bicubic,rescnn,gan-x4-div2k-unknown,gan-x4-general-v1,gan \
     --crop-size 120 -o docs/figures/compare_gan_set14_001.png
 fi
 
@@ -71,6 +75,12 @@ if [[ " $PARTS " == *" rd-x2 "* ]]; then
   # half size + bicubic, on Kodak24.
   $SR rd --data $D/val/kodak24 --codecs jpeg,webp,avif --scales 1,2 --models bicubic,rescnn-x2-general \
     --out docs/results/rd-x2 && cp docs/results/rd-x2/kodak24/rd_kodak24.png docs/figures/rd_x2_kodak24.png
+fi
+
+if [[ " $PARTS " == *" quality-per-minute "* ]]; then
+  # Today's training settings against the fast ones, 20 minutes each from rescnn-x4-bicubic, side by side on one core
+  # each: curves in docs/figures/curves_quality_per_minute.png, logs in docs/training/quality-per-minute/.
+  bash docs/training/quality-per-minute/run.sh
 fi
 
 if [[ " $PARTS " == *" equal-time "* ]]; then

@@ -37,6 +37,21 @@ def test_round_trip_rebuilds_the_model_from_the_file_alone(saved, generator):
     assert not list(path.parent.glob("*.partial"))
 
 
+def test_float16_storage_halves_the_file_and_loads_as_float32(saved, tmp_path, generator):
+    model, full = saved
+    half = save_weights(tmp_path / "half.safetensors", model, arch="rescnn", args=ARGS, scale=4,
+                        degradation="bicubic", storage=torch.float16)
+    assert {v.dtype for v in load_file(str(half)).values() if v.is_floating_point()} == {torch.float16}
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    lq = torch.rand(1, 3, 8, 8, generator=generator)
+    with torch.no_grad():
+        rounded = build_model("rescnn", **ARGS).eval()
+        rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+        assert torch.equal(loaded(lq), rounded(lq))  # exactly the weights rounded once to float16
+
+
 def test_bicubic_needs_no_file():
     model = load_model("bicubic")
     assert model.scale == 4 and resolve("bicubic") is None

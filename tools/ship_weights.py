@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+import torch
+
 from superres import __version__
 from superres.data.conditions import CONDITIONS, applies
 from superres.evaluate import evaluate
@@ -31,6 +33,7 @@ def next_version(name: str) -> int:
     return max(found, default=0) + 1
 
 
+STORAGE = {"fp16": torch.float16, "fp32": torch.float32}
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "sharpness", "checkerboard")
 
 
@@ -117,9 +120,15 @@ def main() -> None:
     parser.add_argument("--card-note", default="")
     parser.add_argument("--metrics-from", nargs="+", type=Path, help="benchmark.json files of `superres benchmark "
                         "--models SOURCE` runs (the sets under every condition, the DIV2K pairs): no second measurement")
+    parser.add_argument("--storage", choices=list(STORAGE), default="fp16", help="dtype of the stored tensors "
+                        "(fp16: half the bytes; measured, it is the weights so rounded; tools/store_half.py checks it)")
     args = parser.parse_args()
     model = load_model(args.source)
     info = model.info
+    with torch.no_grad():  # the weights as they will be stored
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(STORAGE[args.storage]))
     recipe = {**info.recipe, **json.loads(args.recipe)}
     if args.metrics_from:
         rows = [row for path in args.metrics_from for row in json.loads(path.read_text())]
@@ -128,7 +137,8 @@ def main() -> None:
         metrics = measure(model, info.degradation)
     version = next_version(args.name)
     out = PRETRAINED_DIR / f"{args.name}-v{version}.safetensors"
-    save_weights(out, model, arch=info.arch, args=info.args, scale=info.scale, degradation=info.degradation, metrics=metrics, recipe=recipe)
+    save_weights(out, model, arch=info.arch, args=info.args, scale=info.scale, degradation=info.degradation,
+                 metrics=metrics, recipe=recipe, storage=STORAGE[args.storage])
     out.chmod(0o644)
     out.with_suffix(".md").write_text(card(out.stem, info, metrics, recipe, count_parameters(model), args.card_note))
     print(out, json.dumps(metrics))

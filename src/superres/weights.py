@@ -57,10 +57,13 @@ def save_weights(
     degradation: str,
     metrics: dict | None = None,
     recipe: dict | None = None,
+    storage: torch.dtype = torch.float32,
 ) -> Path:
-    """Write inference weights with their metadata, atomically (temporary file, then rename)."""
+    """Write inference weights with their metadata, atomically (temporary file, then rename). Floating-point
+    tensors are stored as `storage` (float16 halves a shipped file); loading casts them to the model's dtype."""
     path = Path(path)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: (v.to(storage) if v.is_floating_point() else v).detach().to("cpu").contiguous()
+               for k, v in model.state_dict().items()}  # fmt: skip
     metadata = {
         "format": "superres",
         "arch": arch,
