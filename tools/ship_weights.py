@@ -22,7 +22,7 @@ from superres import __version__
 from superres.data.conditions import CONDITIONS, applies
 from superres.evaluate import evaluate
 from superres.models import count_parameters
-from superres.weights import PRETRAINED_DIR, load_model, save_weights
+from superres.weights import PRETRAINED_DIR, load_model, save_weights, stored
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = [("set5", "benchmarks/set5"), ("set14", "benchmarks/set14"), ("b100", "benchmarks/b100")]
@@ -125,10 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.source)
     info = model.info
-    with torch.no_grad():  # the weights as they will be stored
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.to(STORAGE[args.storage]))
+    model.load_state_dict(stored(model.state_dict(), STORAGE[args.storage]))  # measure the weights as stored
     recipe = {**info.recipe, **json.loads(args.recipe)}
     if args.metrics_from:
         rows = [row for path in args.metrics_from for row in json.loads(path.read_text())]

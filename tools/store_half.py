@@ -21,7 +21,7 @@ from superres.data.conditions import CONDITIONS, applies
 from superres.evaluate import score_image, test_images
 from superres.files import atomic_write
 from superres.inference import upscale
-from superres.weights import load_model
+from superres.weights import load_model, stored
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "val" / "kodak24"
 
@@ -31,7 +31,7 @@ def halved(path: Path) -> bytes:
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    return save({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, metadata=metadata)
+    return save(stored(tensors, torch.float16), metadata=metadata)
 
 
 def conditions(scale: int, degradation: str) -> list[str]:
@@ -39,13 +39,13 @@ def conditions(scale: int, degradation: str) -> list[str]:
     return [degradation] if degradation in CONDITIONS else [c for c in ("bicubic", "camera") if applies(c, scale)]
 
 
-def scores(model: torch.nn.Module, data: Path, names: list[str], images: int) -> tuple[dict, list[torch.Tensor]]:
-    """Mean Y PSNR per condition over the first `images` images, and the outputs."""
+def scores(model: torch.nn.Module, images: dict[str, list]) -> tuple[dict, list[torch.Tensor]]:
+    """Mean Y PSNR per condition over `images` ({condition: [(name, lq, gt), ...]}), and the outputs."""
     means, outputs = {}, []
     with torch.inference_mode():
-        for condition in names:
+        for condition, triples in images.items():
             values = []
-            for _, lq, gt in test_images(data, degradation=condition, scale=model.scale)[:images]:
+            for _, lq, gt in triples:
                 sr = upscale(model, lq)
                 outputs.append(sr)
                 values.append(score_image(sr, gt[:, : sr.shape[-2], : sr.shape[-1]], scale=model.scale)["psnr_y"])
@@ -64,12 +64,13 @@ def main() -> None:
     for path in args.files:
         full = load_model(path)
         names = conditions(full.scale, full.info.degradation)
-        before, out_before = scores(full, args.data, names, args.images)
+        images = {c: test_images(args.data, degradation=c, scale=full.scale)[: args.images] for c in names}
+        before, out_before = scores(full, images)
         payload = halved(path)
         with tempfile.TemporaryDirectory() as tmp:
             half_path = Path(tmp) / path.name
             half_path.write_bytes(payload)
-            after, out_after = scores(load_model(half_path), args.data, names, args.images)
+            after, out_after = scores(load_model(half_path), images)
         change = max(abs(after[c] - before[c]) for c in names)
         largest = max((a - b).abs().max().item() for a, b in zip(out_after, out_before))
         kept = change <= args.tolerance and not args.dry_run

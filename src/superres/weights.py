@@ -47,6 +47,11 @@ class WeightsInfo:
     recipe: dict = field(default_factory=dict)
 
 
+def stored(state: dict[str, torch.Tensor], storage: torch.dtype) -> dict[str, torch.Tensor]:
+    """`state` as a weights file holds it: floating-point tensors in `storage`, the others (counters) as they are."""
+    return {k: v.to(storage) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def save_weights(
     path: str | os.PathLike,
     model: nn.Module,
@@ -62,8 +67,7 @@ def save_weights(
     """Write inference weights with their metadata, atomically (temporary file, then rename). Floating-point
     tensors are stored as `storage` (float16 halves a shipped file); loading casts them to the model's dtype."""
     path = Path(path)
-    tensors = {k: (v.to(storage) if v.is_floating_point() else v).detach().to("cpu").contiguous()
-               for k, v in model.state_dict().items()}  # fmt: skip
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in stored(model.state_dict(), storage).items()}
     metadata = {
         "format": "superres",
         "arch": arch,
