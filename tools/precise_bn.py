@@ -1,7 +1,7 @@
 """Recompute a trained model's batch-norm statistics over many training batches (superres.precise_bn), and say what
 that changes on the run's validation set (Kodak24 for the shipped configs; never the benchmark sets). The batches
 are the config's own training data and degradation, drawn with a seed of their own; the output file has the input's
-metadata, its recipe noting the batches. One JSON line:
+metadata (through save_weights), its recipe noting the batches. One JSON line:
 
     PYTHONPATH=src python tools/precise_bn.py runs/rescnn-x1-general/best.safetensors \
         --config configs/rescnn_x1_general.toml --batches 200 -o runs/rescnn-x1-general/precise.safetensors
@@ -15,14 +15,12 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save
 
 from superres.config import load_config
-from superres.files import atomic_write
 from superres.loop import Batches
 from superres.precise_bn import recalibrate
 from superres.train import Validation, load_val_set, make_sampler
-from superres.weights import load_model, stored
+from superres.weights import load_model, save_weights
 
 SEED = 4321  # not train.seed: other batches than the first ones the run trained on
 
@@ -41,14 +39,11 @@ def main() -> None:
     batches = Batches(make_sampler(config, torch.device("cpu")), config.data.batch_size, SEED)
     count = recalibrate(model, (batches.next()[0] for _ in range(args.batches)))
     after, _ = validate(model)
-    with safe_open(str(args.weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    info = model.info
+    with safe_open(str(args.weights), framework="pt") as handle:  # written back in the dtype it came in
         storage = handle.get_tensor(next(iter(handle.keys()))).dtype
-    recipe = json.loads(metadata.get("recipe", "{}"))
-    recipe["precise_bn_batches"] = count
-    metadata["recipe"] = json.dumps(recipe, sort_keys=True)
-    payload = save({k: v.contiguous() for k, v in stored(model.state_dict(), storage).items()}, metadata=metadata)
-    atomic_write(args.output, lambda file: file.write(payload))
+    save_weights(args.output, model, arch=info.arch, args=info.args, scale=info.scale, degradation=info.degradation,
+                 metrics=info.metrics, recipe={**info.recipe, "precise_bn_batches": count}, storage=storage)
     print(json.dumps({"weights": str(args.weights), "output": str(args.output), "batches": count,
                       "val_before": {k: round(v, 4) for k, v in before.items()},
                       "val_after": {k: round(v, 4) for k, v in after.items()}}))
