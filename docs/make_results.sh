@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 3.5 hours on 2 cores:
-# the matrix about 1 hour, the GAN 15 minutes, RepAttn 3 minutes, the GAN sweep 30 minutes, store-small-upscale-later
-# about 1.5 hours); rd-x2 (55 minutes), equal-time (trains two networks for 25 minutes) and quality-per-minute
-# (two for 20 minutes) run only when named.
-#   bash docs/make_results.sh [matrix|figures|gan|repattn|sweep|rd|rd-x2|equal-time|quality-per-minute ...]
-#   (default: the first six)
+# Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 4 hours on 2 cores:
+# the matrix about 1 hour, the GAN 15 minutes, RepAttn 3 minutes, x1 restoration 40 minutes, the GAN sweep 30
+# minutes, store-small-upscale-later about 1.5 hours); rd-x2 (55 minutes), equal-time (trains two networks for 25
+# minutes) and quality-per-minute (two for 20 minutes) run only when named.
+#   bash docs/make_results.sh [matrix|figures|gan|repattn|x1|sweep|rd|rd-x2|equal-time|quality-per-minute ...]
+#   (default: the first seven)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
 B=$D/benchmarks
 SR="python3 -m superres"
 export PYTHONPATH=src
-PARTS=${*:-matrix figures gan repattn sweep rd}
+PARTS=${*:-matrix figures gan repattn x1 sweep rd}
 # The general models (the aliases cnn and rescnn), then the specialists, each for one degradation (the GAN for
 # any photo, `gan`, has its own part below).
 MODELS=bicubic,cnn,rescnn,cnn-x4-bicubic,rescnn-x4-bicubic,cnn-x4-div2k-unknown,rescnn-x4-div2k-unknown,gan-x4-div2k-unknown
@@ -55,6 +55,16 @@ if [[ " $PARTS " == *" repattn "* ]]; then
     --out docs/results/repattn
   $SR benchmark --models repattn-x4-general --data $D/div2k_unknown_x4 --degradations div2k-unknown --tile 256 \
     --out docs/results/repattn-pairs
+fi
+
+if [[ " $PARTS " == *" x1 "* ]]; then
+  # Restoration at the same size: the x1 model for any photo against the degraded input, Richardson-Lucy given the
+  # true kernel (an oracle) and non-local means, under the four x1 conditions on Set14, B100 and Set5 (whole images,
+  # fp32; the model's card has the same numbers); before/after of a B100 photo under "camera" (blur, noise, JPEG).
+  $SR benchmark --models rescnn-x1-general,input,richardson-lucy,nl-means --data $B/set14 $B/b100 $B/set5 \
+    --degradations all --out docs/results/x1
+  $SR compare $B/b100/HR/img_066.png --degradation camera --models input,richardson-lucy,nl-means,rescnn-x1-general \
+    --crop-size 120 -o docs/figures/restore_camera_b100_066.png
 fi
 
 if [[ " $PARTS " == *" sweep "* ]]; then

@@ -64,7 +64,7 @@ def test_half_precision_paths_stay_within_the_quality_tolerance(tiny_rescnn, pre
     assert abs(gap) <= 0.02
 
 
-@pytest.mark.parametrize("name", ["cnn", "rescnn", "gan"])
+@pytest.mark.parametrize("name", ["cnn", "rescnn", "gan", "rescnn-x1-general"])
 def test_shipped_models_in_bf16_stay_within_the_quality_tolerance(name, shared_data):
     """The same bar on a real photo (a corner of Set5 'baby' LR) with the shipped weights."""
     from superres.imageio import read_rgb

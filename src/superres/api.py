@@ -51,8 +51,8 @@ def upscale(image: ImageT, model: str | os.PathLike | PreparedModel = "rescnn", 
     return _convert(image, run)
 
 
-def restore(image: ImageT, model: str | os.PathLike | PreparedModel, *, tile: int | None = 512, overlap: int = 32,
-            device: str = "auto", precision: str = "auto") -> ImageT:
+def restore(image: ImageT, model: str | os.PathLike | PreparedModel = "rescnn-x1-general", *,
+            tile: int | None = 512, overlap: int = 32, device: str = "auto", precision: str = "auto") -> ImageT:
     """`image` through an x1 model (deblurring, denoising, JPEG artefact removal: ours, built with scale 1, or
     another project's model file that spandrel recognises), same size, same type."""
     prepared = model if isinstance(model, PreparedModel) else load_model(model, device=device, precision=precision)

@@ -932,8 +932,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "project's model file that spandrel knows: ESRGAN, Real-ESRGAN, SwinIR, ...), or bicubic "
                            "(default: rescnn)")
         else:
-            p.add_argument("--model", required=True, help="an x1 model: weights path (ours, trained with "
-                           "configs/rescnn_x1_general.toml, or another project's that spandrel knows)")
+            p.add_argument("--model", default="rescnn-x1-general", help="an x1 model: shipped name or weights "
+                           "path (ours, or another project's that spandrel knows) (default: rescnn-x1-general)")
         p.add_argument("--scale", type=int, help="if given, must match the model's scale")
         p.add_argument("--outscale", type=float, metavar="F", help="output size = input size x F: the model's "
                        "scale, then a bicubic resize (default: the model's)")
