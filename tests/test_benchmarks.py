@@ -61,7 +61,9 @@ def test_inference_speed_checks_fidelity_of_the_shipped_weights(tmp_path, shared
     for row in rows:
         assert set(row["delta_psnr_y"]) == set(row["pixels_over_2"]) == {"set5", "set14"}
         assert all(0 <= share <= 1 for share in row["pixels_over_2"].values())
-        assert row["degradation"] == ("div2k-unknown" if "unknown" in row["weights"] else "bicubic")
+        expected = "camera" if "-x1-" in row["weights"] else "bicubic"
+        expected = "div2k-unknown" if "unknown" in row["weights"] else expected
+        assert row["degradation"] == expected
 
 
 def test_video_fps_times_every_model_and_precision(tmp_path):
