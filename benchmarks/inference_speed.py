@@ -418,6 +418,7 @@ def fidelity_rows(args: argparse.Namespace) -> list[dict]:
     """Each shipped weights file on each path against fp32 on Set5/Set14, with the LR of the weights' own
     degradation (official bicubic LR, or HR degraded by the DIV2K unknown kernel; for x1 models the HR under the
     `camera` condition): change in mean Y-PSNR, and the share of pixels more than 2/255 from fp32's."""
+    from superres.data.conditions import own_conditions
     from superres.evaluate import test_images
     from superres.metrics import psnr
     from superres.weights import catalogue, load_model
@@ -431,8 +432,7 @@ def fidelity_rows(args: argparse.Namespace) -> list[dict]:
     rows = []
     for info in catalogue():
         model = load_model(str(info.path))
-        own = "bicubic" if model.scale > 1 else "camera"
-        degradation = "div2k-unknown" if info.degradation == "div2k-unknown" else own
+        degradation = own_conditions(info.degradation, model.scale)[0]
         runners = {"fp32": inference_path(model, "fp32")} | {p: inference_path(model, p) for p in paths}
         scores = {p: {} for p in runners}
         over = {p: dict.fromkeys((f.name for f in folders), 0) for p in runners}

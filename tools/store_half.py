@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from superres.data.conditions import CONDITIONS, applies
+from superres.data.conditions import own_conditions
 from superres.evaluate import score_image, test_images
 from superres.files import atomic_write
 from superres.inference import upscale
@@ -32,11 +32,6 @@ def halved(path: Path) -> bytes:
         metadata = handle.metadata() or {}
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
     return save(stored(tensors, torch.float16), metadata=metadata)
-
-
-def conditions(scale: int, degradation: str) -> list[str]:
-    """A model's own condition, or the clean and the camera condition for a model for any photo."""
-    return [degradation] if degradation in CONDITIONS else [c for c in ("bicubic", "camera") if applies(c, scale)]
 
 
 def scores(model: torch.nn.Module, images: dict[str, list]) -> tuple[dict, list[torch.Tensor]]:
@@ -63,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     for path in args.files:
         full = load_model(path)
-        names = conditions(full.scale, full.info.degradation)
+        names = own_conditions(full.info.degradation, full.scale)
         images = {c: test_images(args.data, degradation=c, scale=full.scale)[: args.images] for c in names}
         before, out_before = scores(full, images)
         payload = halved(path)

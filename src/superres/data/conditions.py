@@ -65,6 +65,12 @@ def applies(name: str, scale: int) -> bool:
     return condition.decimation != "div2k-unknown" or scale == 4
 
 
+def own_conditions(degradation: str, scale: int) -> list[str]:
+    """The test conditions a model trained for `degradation` at `scale` is checked under: its own, or for a model
+    for any photo the clean (bicubic) and the camera condition where they exist at its scale (camera only at x1)."""
+    return [degradation] if degradation in CONDITIONS else [c for c in ("bicubic", "camera") if applies(c, scale)]
+
+
 def condition_seed(gt: torch.Tensor, name: str) -> int:
     """A 63-bit seed from the image's pixels and the condition's name."""
     digest = hashlib.sha256(name.encode() + b"\0" + gt.detach().to("cpu", torch.float32).numpy().tobytes())
