@@ -4,8 +4,11 @@
     ...after each optimizer step: ema.update(generator)
     ema.module                     # an eval-mode copy with the averaged weights, same class and arguments
 
-Parameters are averaged; buffers (BatchNorm's running statistics) are copied from the model at each update, since
-they are running averages already and must describe the activations of the newest weights. The decay warms up as
+Parameters and floating-point buffers (BatchNorm's running statistics) are averaged alike; integer buffers (the
+count of batches a norm has seen) are copied. Copying the statistics too would validate and export the averaged
+weights with the statistics of the live ones over only the last few batches, which describe another network: the
+averaged statistics are the usual approximation of the averaged network's own (exact after recomputing them over
+many batches, `superres.precise_bn`; a model without batch norm has none). The decay warms up as
 min(decay, (1 + n) / (10 + n)) after n updates, so a short run (a fine-tune of a few thousand steps) is not held
 near its starting weights: early on the average spans about the last tenth of the run, later about 1 / (1 - decay)
 steps.
@@ -35,7 +38,10 @@ class ModelEma:
         for averaged, live in zip(self.module.parameters(), model.parameters()):
             averaged.lerp_(live.detach(), weight)
         for averaged, live in zip(self.module.buffers(), model.buffers()):
-            averaged.copy_(live)
+            if averaged.is_floating_point():
+                averaged.lerp_(live.detach(), weight)
+            else:
+                averaged.copy_(live)
         self.updates += 1
 
     def state_dict(self) -> dict:
