@@ -20,6 +20,15 @@ def test_rescnn_defaults_are_srresnet_sized():
     assert 1.4e6 < count_parameters(model) < 1.6e6
 
 
+def test_rescnn_without_batch_norm_has_biased_convs_and_starts_as_the_identity_at_x1(generator):
+    model = build_model("rescnn", scale=1, channels=8, num_blocks=2, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(1, 3, 10, 12, generator=generator)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+
+
 @pytest.mark.parametrize("arch", GENERATORS)
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_generators_upscale_by_their_scale(arch, scale, generator):

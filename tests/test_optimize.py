@@ -1,3 +1,8 @@
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -5,7 +10,20 @@ from torch import nn
 from superres.inference import _windows, upscale
 from superres.metrics import psnr
 from superres.models import build_model
-from superres.optimize import FastModel, PreparedModel, fold_batchnorm, load_for_inference, optimize_for_inference
+from superres.optimize import (
+    FastModel,
+    PreparedModel,
+    copy_folded,
+    fold_batchnorm,
+    load_for_inference,
+    optimize_for_inference,
+)
+from superres.weights import load_model, read_info, save_weights
+
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "fold_bn.py"
+_SPEC = importlib.util.spec_from_file_location("fold_bn_tool", _PATH)
+fold_bn_tool = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fold_bn_tool)
 
 CPU = torch.device("cpu")
 
@@ -39,6 +57,31 @@ def test_fold_batchnorm_keeps_the_output_and_leaves_the_original_alone(tiny_resc
         assert torch.allclose(folded(x), tiny_rescnn(x), atol=1e-5)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in tiny_rescnn.modules()) == 5  # 2 blocks x 2, plus body_tail
+
+
+def test_copy_folded_gives_the_model_without_batch_norm_the_same_output(tiny_rescnn, generator):
+    plain = copy_folded(tiny_rescnn, build_model("rescnn", channels=8, num_blocks=2, batch_norm=False)).eval()
+    x = torch.rand(2, 3, 12, 14, generator=generator)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), tiny_rescnn(x), atol=1e-5)
+    with pytest.raises(ValueError, match="does not have the parameters"):
+        copy_folded(tiny_rescnn, build_model("rescnn", channels=8, num_blocks=3, batch_norm=False))
+
+
+def test_fold_bn_tool_writes_the_same_network_without_batch_norm(tiny_rescnn, tmp_path, monkeypatch, capsys):
+    args = {"channels": 8, "num_blocks": 2}
+    source = save_weights(tmp_path / "bn.safetensors", tiny_rescnn, arch="rescnn", args=args, scale=4,
+                          degradation="realistic", recipe={"steps": 5})
+    monkeypatch.setattr(sys, "argv", ["fold_bn", str(source), "-o", str(tmp_path / "plain.safetensors")])
+    fold_bn_tool.main()
+    assert json.loads(capsys.readouterr().out)["max_difference"] < 1e-5
+    info = read_info(tmp_path / "plain.safetensors")
+    assert info.args == {**args, "batch_norm": False} and info.recipe["batch_norm_folded_from"] == str(source)
+    plain = load_model(tmp_path / "plain.safetensors")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    monkeypatch.setattr(sys, "argv", ["fold_bn", str(tmp_path / "plain.safetensors"), "-o", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="not a ResCNN with batch norm"):
+        fold_bn_tool.main()
 
 
 def test_fp32_fast_model_matches_the_trained_model(tiny_rescnn, generator):

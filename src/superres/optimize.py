@@ -38,6 +38,20 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+@torch.no_grad()
+def copy_folded(model: nn.Module, plain: nn.Module) -> nn.Module:
+    """Give `plain`, the architecture of `model` built without batch norm (`ResCNN(batch_norm=False)`), the weights
+    that make it compute what `model` computes in eval mode: `model` with its batch norm folded into the convs has
+    the same parameters, in the same order and shapes, as `plain`. Returns `plain`."""
+    folded = list(fold_batchnorm(model).parameters())
+    params = list(plain.parameters())
+    if [p.shape for p in folded] != [p.shape for p in params]:
+        raise ValueError("the model without batch norm does not have the parameters of the folded model")
+    for param, value in zip(params, folded):
+        param.copy_(value)
+    return plain
+
+
 class Float32Entry(nn.Module):
     """The model's first convolution in fp32 on the full-precision input, its output handed on in `dtype`.
 

@@ -73,17 +73,21 @@ def upsample_stages(
 
 
 class ResidualBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN plus identity skip (SRResNet)."""
+    """conv-BN-ReLU-conv-BN plus identity skip (SRResNet); with `batch_norm` False conv-ReLU-conv with biases (EDSR),
+    which computes the same as a batch-norm block in eval mode once each norm is folded into its conv."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, batch_norm: bool = True) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(channels, channels, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-            conv3x3(channels, channels, bias=False),
-            nn.BatchNorm2d(channels),
+            *conv_norm(channels, batch_norm), nn.ReLU(inplace=True), *conv_norm(channels, batch_norm)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+def conv_norm(channels: int, batch_norm: bool) -> list[nn.Module]:
+    """conv3x3 then BatchNorm2d (the conv without a bias, which the norm's shift replaces), or the conv alone."""
+    if batch_norm:
+        return [conv3x3(channels, channels, bias=False), nn.BatchNorm2d(channels)]
+    return [conv3x3(channels, channels)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from superres.models.blocks import ResidualBlock, conv3x3, upsample_stages
+from superres.models.blocks import ResidualBlock, conv_norm, upsample_stages
 
 
 class ResCNN(nn.Module):
@@ -13,7 +13,10 @@ class ResCNN(nn.Module):
 
     `upsampler` "pixel-shuffle" is SRResNet's sub-pixel conv; "nearest-conv" (nearest-neighbour, then a conv) cannot
     learn a sub-pixel grid, for the GAN. At scale 1 (restoration at the same size) there is no upsampling and the
-    output is the input plus the tail's correction; the tail starts at zero, so the untrained model is the identity."""
+    output is the input plus the tail's correction; the tail starts at zero, so the untrained model is the identity.
+    With `batch_norm` False the convs carry biases and no norm follows them (EDSR's blocks): the network trains as
+    it is used, with no batch statistics, and a trained batch-norm model converts into it exactly
+    (`superres.optimize.copy_folded`)."""
 
     def __init__(
         self,
@@ -25,14 +28,15 @@ class ResCNN(nn.Module):
         head_kernel: int = 9,
         tail_kernel: int = 1,
         upsampler: str = "pixel-shuffle",
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         self.scale = scale
         self.head = nn.Sequential(
             nn.Conv2d(in_channels, channels, head_kernel, padding=head_kernel // 2), nn.PReLU(channels)
         )
-        self.body = nn.Sequential(*(ResidualBlock(channels) for _ in range(num_blocks)))
-        self.body_tail = nn.Sequential(conv3x3(channels, channels, bias=False), nn.BatchNorm2d(channels))
+        self.body = nn.Sequential(*(ResidualBlock(channels, batch_norm=batch_norm) for _ in range(num_blocks)))
+        self.body_tail = nn.Sequential(*conv_norm(channels, batch_norm))
         self.upsample = upsample_stages(channels, scale, lambda: nn.PReLU(channels), upsampler)
         self.tail = nn.Conv2d(channels, in_channels, tail_kernel, padding=tail_kernel // 2)
         if scale == 1:
