@@ -109,6 +109,20 @@ def test_evaluate_writes_the_documented_json(tmp_path, capsys, tiny_set, tiny_we
     assert "mean of 2" in out
 
 
+def test_evaluate_and_benchmark_with_ensemble_name_the_model_plus_x8(tmp_path, capsys, tiny_set, tiny_weights):
+    code, _, err = run(capsys, "evaluate", "--model", tiny_weights, "--data", tiny_set, "--ensemble", "--json",
+                       tmp_path / "r.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["model"] == f"{tiny_weights.stem}+x8" and result["psnr_y"] > 5
+    code, _, err = run(capsys, "benchmark", "--models", tiny_weights, "--data", tiny_set, "--ensemble", "--out",
+                       tmp_path / "b")
+    assert code == 0, err
+    row = json.loads((tmp_path / "b" / "benchmark.json").read_text())[0]
+    assert (row["model"], row["weights"]) == (f"{tiny_weights}+x8", f"{tiny_weights.stem}+x8")
+    assert row["psnr_y"] == pytest.approx(result["psnr_y"])
+
+
 def test_models_json_lists_bicubic_and_shipped_weights(capsys):
     code, out, _ = run(capsys, "models", "--json")
     rows = json.loads(out)

@@ -13,12 +13,13 @@ from superres.models import build_model
 from superres.optimize import (
     FastModel,
     PreparedModel,
+    SelfEnsemble,
     copy_folded,
     fold_batchnorm,
     load_for_inference,
     optimize_for_inference,
 )
-from superres.weights import load_model, read_info, save_weights
+from superres.weights import WeightsInfo, load_model, read_info, save_weights
 
 _PATH = Path(__file__).resolve().parents[1] / "tools" / "fold_bn.py"
 _SPEC = importlib.util.spec_from_file_location("fold_bn_tool", _PATH)
@@ -82,6 +83,29 @@ def test_fold_bn_tool_writes_the_same_network_without_batch_norm(tiny_rescnn, tm
     monkeypatch.setattr(sys, "argv", ["fold_bn", str(tmp_path / "plain.safetensors"), "-o", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="not a ResCNN with batch norm"):
         fold_bn_tool.main()
+
+
+def test_self_ensemble_averages_the_eight_orientations_each_undone(tiny_rescnn, generator):
+    ensemble = SelfEnsemble(tiny_rescnn)
+    x = torch.rand(1, 3, 6, 9, generator=generator)  # not square: rotations swap the sides
+    with torch.no_grad():
+        out = ensemble(x)
+        by_hand = []
+        for turns in range(4):  # the transposes among the eight written apart from the flips
+            by_hand.append(tiny_rescnn(x.rot90(turns, (2, 3))).rot90(-turns, (2, 3)))
+            by_hand.append(tiny_rescnn(x.rot90(turns, (2, 3)).flip(2)).flip(2).rot90(-turns, (2, 3)))
+        assert out.shape == (1, 3, 24, 36)
+        torch.testing.assert_close(out, torch.stack(by_hand).mean(0), atol=1e-5, rtol=0)
+        assert not torch.allclose(out, tiny_rescnn(x), atol=1e-3)  # the tiny model is not equivariant
+
+
+def test_prepared_model_with_ensemble_runs_every_precision_through_it(tiny_rescnn):
+    args = {"channels": 8, "num_blocks": 2}
+    tiny_rescnn.info = WeightsInfo("tiny", None, "rescnn", args, 4, "bicubic")
+    prepared = PreparedModel(tiny_rescnn, device=CPU, precision="fp32", ensemble=True)
+    assert prepared.info.name == "tiny+x8" and tiny_rescnn.info.name == "tiny"
+    assert isinstance(prepared.at(), SelfEnsemble) and isinstance(prepared.at("bf16").model, FastModel)
+    assert prepared.at().info.name == "tiny+x8"
 
 
 def test_fp32_fast_model_matches_the_trained_model(tiny_rescnn, generator):

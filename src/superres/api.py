@@ -19,30 +19,35 @@ ImageT = TypeVar("ImageT")  # PIL.Image.Image, numpy.ndarray or torch.Tensor: wh
 
 
 def load_model(name_or_path: str | os.PathLike = "rescnn", *, device: str = "auto",
-               precision: str = "auto") -> PreparedModel:
+               precision: str = "auto", ensemble: bool = False) -> PreparedModel:
     """A model ready to pass to `upscale` many times: a shipped name (`rescnn`, `gan`, `rescnn-x4-bicubic`, ...),
     `bicubic`, a superres weights file, or another project's `.pth`/`.safetensors` that spandrel recognises.
 
-    `device`: auto (a CUDA GPU when there is one), cpu or cuda; `precision`: auto, fp32, bf16 or fp16.
+    `device`: auto (a CUDA GPU when there is one), cpu or cuda; `precision`: auto, fp32, bf16 or fp16;
+    `ensemble`: average the outputs for the 8 flips and rotations of each input (8 times the time).
     """
     from superres.runtime import resolve_device
     from superres.weights import load_model as load_weights
 
-    return PreparedModel(load_weights(name_or_path), device=resolve_device(device), precision=precision)
+    return PreparedModel(load_weights(name_or_path), device=resolve_device(device), precision=precision,
+                         ensemble=ensemble)
 
 
 def upscale(image: ImageT, model: str | os.PathLike | PreparedModel = "rescnn", *, tile: int | None = 512,
-            outscale: float | None = None, overlap: int = 32, device: str = "auto", precision: str = "auto") -> ImageT:
+            outscale: float | None = None, overlap: int = 32, device: str = "auto", precision: str = "auto",
+            ensemble: bool = False) -> ImageT:
     """`image` upscaled by the model's scale, or to round(size * `outscale`) (the model's scale, then a bicubic
     resize), in the type and layout it came in.
 
     `model`: a name or path (loaded for this call with `device` and `precision`) or what `load_model` returned
-    (used as it is). `tile`: input pixels per tile (None: the whole image at once), which bounds memory.
+    (used as it is, `ensemble` with it). `tile`: input pixels per tile (None: the whole image at once), which bounds
+    memory.
     """
     from superres.inference import upscale_picture
     from superres.runtime import tile_batch
 
-    prepared = model if isinstance(model, PreparedModel) else load_model(model, device=device, precision=precision)
+    prepared = (model if isinstance(model, PreparedModel)
+                else load_model(model, device=device, precision=precision, ensemble=ensemble))
 
     def run(picture: Picture) -> Picture:
         return upscale_picture(prepared.for_picture(picture.bit_depth), picture, tile=tile, overlap=overlap,
@@ -52,10 +57,12 @@ def upscale(image: ImageT, model: str | os.PathLike | PreparedModel = "rescnn", 
 
 
 def restore(image: ImageT, model: str | os.PathLike | PreparedModel = "rescnn-x1-general", *,
-            tile: int | None = 512, overlap: int = 32, device: str = "auto", precision: str = "auto") -> ImageT:
+            tile: int | None = 512, overlap: int = 32, device: str = "auto", precision: str = "auto",
+            ensemble: bool = False) -> ImageT:
     """`image` through an x1 model (deblurring, denoising, JPEG artefact removal: ours, built with scale 1, or
     another project's model file that spandrel recognises), same size, same type."""
-    prepared = model if isinstance(model, PreparedModel) else load_model(model, device=device, precision=precision)
+    prepared = (model if isinstance(model, PreparedModel)
+                else load_model(model, device=device, precision=precision, ensemble=ensemble))
     if prepared.scale != 1:
         raise ValueError(f"{prepared.info.name} is an x{prepared.scale} model; restore takes x1 models (use upscale)")
     return upscale(image, prepared, tile=tile, overlap=overlap)
