@@ -64,6 +64,11 @@ def _load(model_name: str, args: argparse.Namespace):
     return _prepare(model_name, args).at()
 
 
+def _label(model_name: str, args: argparse.Namespace) -> str:
+    """The model's name in a table: with --ensemble NAME+x8, told apart from the model alone."""
+    return f"{model_name}+x8" if args.ensemble else model_name
+
+
 # ---------------------------------------------------------------------------------------------------- upscale
 def _plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
     """(input file, output file) pairs: a folder maps to a folder with the same relative names (its images: videos
@@ -412,8 +417,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     plans = {model.scale: [(folder, _conditions(folder, args.degradations, model.scale)) for folder in datasets]
              for model in loaded}
     rows = []
-    for name, model in zip(names, loaded):
-        name = f"{name}+x8" if args.ensemble else name  # the table tells the self-ensemble from the model alone
+    for name, model in zip([_label(name, args) for name in names], loaded):
         for folder, conditions in plans[model.scale]:
             for condition in conditions:
                 result = evaluate(model, folder, model_name=model.info.name, degradation=condition, tile=args.tile)
@@ -531,7 +535,7 @@ def cmd_rd(args: argparse.Namespace) -> int:
         if not paths:
             raise CliError(f"{folder}: no images in it or in {folder / 'HR'}")
     scales = sorted({scale for _, scale in grid})
-    models = {name: _load(name, args) for name in _comma_list(args.models) if name != rd.BICUBIC}
+    models = {_label(name, args): _load(name, args) for name in _comma_list(args.models) if name != rd.BICUBIC}
     notes = rd.model_notes(scales, models)
     for note in notes:
         _note(note)

@@ -130,9 +130,8 @@ class SelfEnsemble(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model, self.scale = model, model.scale
-        info = getattr(model, "info", None)
-        if info is not None:
-            self.info = dataclasses.replace(info, name=f"{info.name}+x8")
+        if getattr(model, "info", None) is not None:
+            self.info = ensemble_info(model.info)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, H*s, W*s)
         total = None
@@ -143,6 +142,11 @@ class SelfEnsemble(nn.Module):
                 out = (out.flip(3) if flip else out).rot90(-turns, (2, 3))
                 total = out if total is None else total + out
         return total / 8
+
+
+def ensemble_info(info):
+    """A model's WeightsInfo as its `SelfEnsemble` is named: NAME+x8."""
+    return dataclasses.replace(info, name=f"{info.name}+x8")
 
 
 class PreparedModel:
@@ -163,7 +167,7 @@ class PreparedModel:
         self.precision = resolve_precision(precision, device)
         self.scale, self.info = model.scale, getattr(model, "info", None)
         if ensemble and self.info is not None:
-            self.info = dataclasses.replace(self.info, name=f"{self.info.name}+x8")
+            self.info = ensemble_info(self.info)
         supported = getattr(model, "precisions", None)
         if supported is not None and self.precision not in supported:
             if precision != "auto":
