@@ -66,7 +66,9 @@ def _load(model_name: str, args: argparse.Namespace):
 
 def _label(model_name: str, args: argparse.Namespace) -> str:
     """The model's name in a table: with --ensemble NAME+x8, told apart from the model alone."""
-    return f"{model_name}+x8" if args.ensemble else model_name
+    from superres.optimize import ensemble_name
+
+    return ensemble_name(model_name) if args.ensemble else model_name
 
 
 # ---------------------------------------------------------------------------------------------------- upscale

@@ -144,9 +144,14 @@ class SelfEnsemble(nn.Module):
         return total / 8
 
 
+def ensemble_name(name: str) -> str:
+    """How a `SelfEnsemble` of the model `name` is named, in tables and messages: NAME+x8 (as EDSR+)."""
+    return f"{name}+x8"
+
+
 def ensemble_info(info):
-    """A model's WeightsInfo as its `SelfEnsemble` is named: NAME+x8."""
-    return dataclasses.replace(info, name=f"{info.name}+x8")
+    """A model's WeightsInfo as its `SelfEnsemble` is named."""
+    return dataclasses.replace(info, name=ensemble_name(info.name))
 
 
 class PreparedModel:
