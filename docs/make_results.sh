@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every table and figure under docs/ from the shipped weights, on the CPU (about 4 hours on 2 cores:
-# the matrix about 1 hour, the GAN 15 minutes, RepAttn 3 minutes, x1 restoration 40 minutes, the GAN sweep 30
+# the matrix about 1 hour, the GAN 15 minutes, RepAttn 3 minutes, x1 restoration 50 minutes, the GAN sweep 30
 # minutes, store-small-upscale-later about 1.5 hours); rd-x2 (55 minutes), equal-time (trains two networks for 25
 # minutes), quality-per-minute (two for 20 minutes) and x1-ensemble (45 minutes) run only when named.
 #   bash docs/make_results.sh [matrix|figures|gan|repattn|x1|sweep|rd|rd-x2|equal-time|quality-per-minute
@@ -60,12 +60,15 @@ fi
 
 if [[ " $PARTS " == *" x1 "* ]]; then
   # Restoration at the same size: the x1 model for any photo against the degraded input, Richardson-Lucy given the
-  # true kernel (an oracle) and non-local means, under the four x1 conditions on Set14, B100 and Set5 (whole images,
-  # fp32; the model's card has the same numbers); before/after of a B100 photo under "camera" (blur, noise, JPEG).
+  # true kernel (an oracle) and non-local means, under the five x1 conditions on Set14, B100 and Set5 (whole images,
+  # fp32; the model's card has the numbers of the first four); before/after of a B100 photo under "camera" (blur,
+  # noise, JPEG), and of Set14's barbara under jpeg90 (a good JPEG, which the model should leave as good).
   $SR benchmark --models rescnn-x1-general,input,richardson-lucy,nl-means --data $B/set14 $B/b100 $B/set5 \
     --degradations all --out docs/results/x1
   $SR compare $B/b100/HR/img_066.png --degradation camera --models input,richardson-lucy,nl-means,rescnn-x1-general \
     --crop-size 120 -o docs/figures/restore_camera_b100_066.png
+  $SR compare $B/set14/HR/img_002.png --degradation jpeg90 --models input,nl-means,rescnn-x1-general \
+    --crop-size 120 -o docs/figures/restore_jpeg90_set14_002.png
 fi
 
 if [[ " $PARTS " == *" x1-ensemble "* ]]; then

@@ -9,6 +9,7 @@ from PIL import Image
 
 from superres.cli import main
 from superres.data.conditions import CONDITIONS, applies, condition_lq
+from superres.imageio import encode_decode
 from superres.metrics import psnr
 from superres.models import build_model
 from superres.models.classical import for_condition, noise_sigma
@@ -89,13 +90,16 @@ def test_a_nearest_conv_model_starts_from_the_features_of_a_pixel_shuffle_one():
 
 
 def test_at_x1_only_the_damaging_conditions_exist():
-    assert [n for n in CONDITIONS if applies(n, 1)] == ["blur", "noise", "jpeg", "camera"]
-    assert all(applies(n, 4) for n in CONDITIONS) and not applies("div2k-unknown", 2)
+    assert [n for n in CONDITIONS if applies(n, 1)] == ["blur", "noise", "jpeg", "camera", "jpeg90"]
+    assert [n for n in CONDITIONS if not applies(n, 4)] == ["jpeg90"] and not applies("div2k-unknown", 2)
     gt = smooth_photo(32)
     lq = condition_lq(gt, "blur", 1)
     assert lq.shape == gt.shape and 20 < psnr(lq, gt) < 45
     with pytest.raises(ValueError, match="does not exist at x1"):
         condition_lq(gt, "bicubic", 1)
+    with pytest.raises(ValueError, match="does not exist at x4"):
+        condition_lq(gt, "jpeg90")
+    assert torch.equal(condition_lq(gt, "jpeg90", 1), encode_decode(gt, "JPEG", 90)[0])  # Pillow, quality 90 only
 
 
 def test_the_noise_estimate_finds_the_sigma_of_white_noise():
@@ -142,7 +146,7 @@ def test_benchmark_at_x1_has_the_four_conditions_and_the_baselines(tmp_path, cap
                          "--data", tmp_path / "set", "--degradations", "all", "--out", tmp_path / "b")
     assert code == 0, err
     rows = json.loads((tmp_path / "b" / "benchmark.json").read_text())
-    assert {r["degradation"] for r in rows} == {"blur", "noise", "jpeg", "camera"} and len(rows) == 16
+    assert {r["degradation"] for r in rows} == {"blur", "noise", "jpeg", "camera", "jpeg90"} and len(rows) == 20
     score = {(r["model"], r["degradation"]): r["psnr_y"] for r in rows}
     assert score["richardson-lucy", "blur"] > score["input", "blur"]
     assert score["nl-means", "noise"] > score["input", "noise"]

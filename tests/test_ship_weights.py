@@ -17,7 +17,7 @@ def conditions(scale: int, degradation: str = "realistic") -> set[tuple[str, str
 
 def test_x1_models_are_measured_under_the_damaging_conditions_only():
     found = conditions(1)
-    assert {c for _, c in found} == {"blur", "noise", "jpeg", "camera"}
+    assert {c for _, c in found} == {"blur", "noise", "jpeg", "camera", "jpeg90"}
     assert {k for k, _ in found} == {"set5", "set14", "b100"}
 
 
@@ -42,7 +42,7 @@ def test_metrics_come_from_the_matching_benchmark_rows():
     rows = [row(data, c, 30.0 + i) for i, (data, c) in enumerate(sorted(conditions(1)))]
     rows.append(row("set5", "blur", 99.0) | {"model": "other"})
     metrics = ship.metrics_from(rows, "m.safetensors", 1, "realistic")
-    assert len(metrics) == 12 * len(ship.METRICS)
+    assert len(metrics) == 15 * len(ship.METRICS)  # 3 sets, 5 conditions
     assert metrics["b100_blur/psnr_y"] == 30.0  # sorted first
     assert "set5_blur/psnr_y" in metrics and metrics["set5_blur/psnr_y"] != 99.0
 

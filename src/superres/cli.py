@@ -311,6 +311,7 @@ def _format_evaluation(result) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from superres.data.conditions import CONDITIONS, applies
     from superres.evaluate import evaluate
 
     if not Path(args.data).is_dir():
@@ -318,7 +319,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load(args.model, args)
     degradation = args.degradation or "bicubic"
     if args.degradation is None and model.scale == 1:
-        raise CliError(f"{model.info.name} restores at the same size: give --degradation blur, noise, jpeg or camera")
+        names = ", ".join(n for n in CONDITIONS if applies(n, 1))
+        raise CliError(f"{model.info.name} restores at the same size: give --degradation (one of {names})")
     try:
         result = evaluate(model, args.data, model_name=model.info.name, degradation=degradation, tile=args.tile)
     except FileNotFoundError as error:
@@ -889,10 +891,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from superres import __version__
     from superres.imageio import DEFAULT_MAX_PIXELS
-    from superres.data.conditions import CONDITIONS
+    from superres.data.conditions import CONDITIONS, applies
     from superres.runtime import PRECISIONS
 
     conditions = list(CONDITIONS)
+    x1_conditions = ", ".join(n for n in conditions if applies(n, 1))
     parser = argparse.ArgumentParser(prog="superres", description="x4 super-resolution and deblurring of photos.")
     parser.add_argument("--version", action="version", version=f"superres {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -960,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a flat folder of HR images (every LR made by --degradation)")
     p.add_argument("--degradation", choices=conditions,
                    help="test condition: the LR files of the folder where it has them, else made from the HR "
-                        "(default: bicubic; x1 models need one of blur, noise, jpeg, camera)")
+                        f"(default: bicubic; x1 models need one of {x1_conditions})")
     p.add_argument("--json", help="also write the results as JSON to this file")
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_evaluate)

@@ -10,10 +10,12 @@ noise sigmas in 0..255 units.
     noise          bicubic x4, then Gaussian noise sigma 10
     jpeg           bicubic x4, then JPEG quality 40
     camera         Gaussian sigma 1.2, bicubic x4, Gaussian noise sigma 5, JPEG quality 60
+    jpeg90         x1 only: JPEG quality 90, a good photo as cameras and phones save it
 
 At x1 (restoration at the same size) the decimation is left out and bicubic and div2k-unknown do not exist
-(`applies`). Where a test folder holds real LR files for a condition (`LR_bicubic/`, `LR_unknown/`), those are used instead
-(`superres.evaluate.test_images`).
+(`applies`). There a clean input would be a trivial test (the identity passes it), so the test that a model does
+no harm to a good photo, which `bicubic` is at x4, is `jpeg90`. Where a test folder holds real LR files for a
+condition (`LR_bicubic/`, `LR_unknown/`), those are used instead (`superres.evaluate.test_images`).
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ class Condition:
     blur_sigma: float = 0.0  # isotropic Gaussian before the decimation, HR pixels; 0 = none
     noise_sigma: float = 0.0  # Gaussian noise after it, 0..255; 0 = none
     jpeg_quality: int = 0  # Pillow JPEG last; 0 = none
+    only_scale: int = 0  # the one scale at which the condition exists; 0 = any
 
 
 CONDITIONS = {
     c.name: c
     for c in (
         Condition("bicubic"),
-        Condition("div2k-unknown", decimation="div2k-unknown"),
+        Condition("div2k-unknown", decimation="div2k-unknown", only_scale=4),
         Condition("blur", blur_sigma=1.6),
         Condition("noise", noise_sigma=10.0),
         Condition("jpeg", jpeg_quality=40),
         Condition("camera", blur_sigma=1.2, noise_sigma=5.0, jpeg_quality=60),
+        Condition("jpeg90", jpeg_quality=90, only_scale=1),
     )
 }
 BLUR_SIZE = 21  # taps of the Gaussian: +-10 pixels, beyond 6 sigma for sigma 1.6
@@ -57,12 +61,13 @@ def blur_kernel(condition: Condition) -> torch.Tensor:
 
 
 def applies(name: str, scale: int) -> bool:
-    """Whether the condition `name` exists at `scale`: div2k-unknown is x4 only, and at x1 (restoration at the same
-    size) only the conditions that damage the image (blur, noise, jpeg, camera) are tests."""
+    """Whether the condition `name` exists at `scale`: div2k-unknown is x4 only, jpeg90 x1 only, and at x1
+    (restoration at the same size) only the conditions that damage the image (blur, noise, jpeg, camera, jpeg90) are
+    tests."""
     condition = CONDITIONS[name]
-    if scale == 1:
-        return bool(condition.blur_sigma or condition.noise_sigma or condition.jpeg_quality)
-    return condition.decimation != "div2k-unknown" or scale == 4
+    if condition.only_scale and condition.only_scale != scale:
+        return False
+    return scale != 1 or bool(condition.blur_sigma or condition.noise_sigma or condition.jpeg_quality)
 
 
 def own_conditions(degradation: str, scale: int) -> list[str]:
