@@ -24,6 +24,7 @@ from superres.losses import (
     periodic_amplitude_loss,
     pixel_l1,
     pixel_mse,
+    pixel_psnr,
     resolve_content_loss,
     resolve_vgg_weights,
     torchvision_cache_path,
@@ -177,6 +178,15 @@ def test_pixel_losses():
     sr = torch.full_like(gt, 0.5)
     assert pixel_l1(sr, gt).item() == pytest.approx(0.5)
     assert pixel_mse(sr, gt).item() == pytest.approx(0.25)
+    assert pixel_psnr(sr, gt).item() == pytest.approx(-6.02, abs=0.01)  # MSE 0.25: 6.02 dB
+    mild, bad = torch.full_like(gt, 0.01), torch.full_like(gt, 0.3)  # 40 dB and 10.5 dB
+    both = pixel_psnr(torch.cat([mild, bad]), torch.cat([gt, gt]))
+    assert both.item() == pytest.approx((pixel_psnr(mild, gt) + pixel_psnr(bad, gt)).item() / 2)  # a mean over images
+    for x in (mild, bad):
+        x.requires_grad_(True)
+    pixel_psnr(torch.cat([mild, bad]), torch.cat([gt, gt])).backward()
+    assert mild.grad.abs().sum() > 10 * bad.grad.abs().sum()  # the small error weighs more, as dB do
+    assert pixel_psnr(gt, gt).item() == pytest.approx(-50.0)  # capped: a perfect image is worth 50 dB
 
 
 def test_adversarial_losses():

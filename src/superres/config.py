@@ -72,7 +72,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # Adam
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max global grad norm; 0 = off (supervised mode)
-    loss: str = "l1"  # "l1" | "mse" (supervised mode)
+    loss: str = "l1"  # "l1" | "mse" | "psnr" (minus the mean PSNR of the batch's images; supervised mode)
     device: str = "auto"  # "auto" = cuda if available, else cpu; or any torch device string
     precision: str = "auto"  # "auto" = bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with bf16 units
     channels_last: bool = False
