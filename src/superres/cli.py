@@ -934,8 +934,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "of the input (x8 self-ensemble, named MODEL+x8): a little more fidelity for 8 times the time")
 
     for command, what in (("upscale", "upscale images, folders of images, or videos"),
-                          ("restore", "deblur, denoise and remove JPEG blocks at the same size with an x1 model: "
-                                      "images, folders of images, or videos")):
+                          ("restore", "deblur, denoise and remove JPEG blocks of damaged photos at the same size "
+                                      "with an x1 model: images, folders of images, or videos")):
         p = commands.add_parser(command, help=what)
         p.add_argument("inputs", nargs="+", help="image or video files, or folders (of images)")
         p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")

@@ -61,7 +61,8 @@ def model_choices() -> list[ModelChoice]:
             continue
         note = f"{info.arch}, " + _DEGRADATION_NOTES.get(info.degradation, f"trained for {info.degradation} input")
         if info.scale == 1:
-            note = f"{info.arch}, x1: deblurs, denoises and removes JPEG blocks at the same size"
+            note = (f"{info.arch}, x1: deblurs, denoises and removes JPEG blocks at the same size; for damaged photos "
+                    "only (it over-sharpens good ones)")
         choices.append(ModelChoice(info.name, note))
     choices.append(ModelChoice("bicubic", _ALIAS_NOTES["bicubic"]))
     return choices
