@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from superres import __version__
-from superres.data.conditions import CONDITIONS, applies
+from superres.data.conditions import CONDITIONS, conditions_at
 from superres.evaluate import evaluate
 from superres.models import count_parameters
 from superres.weights import PRETRAINED_DIR, load_model, save_weights, stored
@@ -46,7 +46,7 @@ def measurements(scale: int, degradation: str) -> list[tuple[str, Path, str]]:
     """(key, folder, condition) of every measurement of a model: the benchmark sets under its own degradation, or
     under every named test condition that exists at its scale for a model for any photo (`realistic`), plus the real
     DIV2K unknown-track pairs for x4 models."""
-    conditions = [c for c in CONDITIONS if applies(c, scale)] if degradation not in CONDITIONS else [degradation]
+    conditions = conditions_at(scale) if degradation not in CONDITIONS else [degradation]
     plan = [(key, DATA / sub, c) for key, sub in SETS for c in conditions]
     if scale == 4:
         plan.append(("div2k_unknown", DATA / "div2k_unknown_x4", "div2k-unknown"))

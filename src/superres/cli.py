@@ -311,7 +311,7 @@ def _format_evaluation(result) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from superres.data.conditions import CONDITIONS, applies
+    from superres.data.conditions import conditions_at
     from superres.evaluate import evaluate
 
     if not Path(args.data).is_dir():
@@ -319,8 +319,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load(args.model, args)
     degradation = args.degradation or "bicubic"
     if args.degradation is None and model.scale == 1:
-        names = ", ".join(n for n in CONDITIONS if applies(n, 1))
-        raise CliError(f"{model.info.name} restores at the same size: give --degradation (one of {names})")
+        raise CliError(f"{model.info.name} restores at the same size: give --degradation (one of "
+                       f"{', '.join(conditions_at(1))})")
     try:
         result = evaluate(model, args.data, model_name=model.info.name, degradation=degradation, tile=args.tile)
     except FileNotFoundError as error:
@@ -392,10 +392,10 @@ def _conditions(data_dir: Path, requested: str, scale: int) -> list[str]:
     """The test conditions of `--degradations` for a model of `scale`: a comma-separated list, `all` (those that
     exist at the scale), or `auto` (for upscalers div2k-unknown where the folder has LR_unknown/, else bicubic; for
     x1 models all)."""
-    from superres.data.conditions import CONDITIONS, applies
+    from superres.data.conditions import CONDITIONS, conditions_at
 
     if requested == "all" or (requested == "auto" and scale == 1):
-        return [name for name in CONDITIONS if applies(name, scale)]
+        return conditions_at(scale)
     if requested == "auto":
         return ["div2k-unknown" if (data_dir / "LR_unknown").is_dir() else "bicubic"]
     names = _comma_list(requested)
@@ -891,11 +891,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from superres import __version__
     from superres.imageio import DEFAULT_MAX_PIXELS
-    from superres.data.conditions import CONDITIONS, applies
+    from superres.data.conditions import CONDITIONS, conditions_at
     from superres.runtime import PRECISIONS
 
     conditions = list(CONDITIONS)
-    x1_conditions = ", ".join(n for n in conditions if applies(n, 1))
     parser = argparse.ArgumentParser(prog="superres", description="x4 super-resolution and deblurring of photos.")
     parser.add_argument("--version", action="version", version=f"superres {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -963,7 +962,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a flat folder of HR images (every LR made by --degradation)")
     p.add_argument("--degradation", choices=conditions,
                    help="test condition: the LR files of the folder where it has them, else made from the HR "
-                        f"(default: bicubic; x1 models need one of {x1_conditions})")
+                        f"(default: bicubic; x1 models need one of {', '.join(conditions_at(1))})")
     p.add_argument("--json", help="also write the results as JSON to this file")
     runtime_options(p, precision="fp32")  # measurements: the reference precision, the same on every machine
     p.set_defaults(run=cmd_evaluate)

@@ -70,6 +70,11 @@ def applies(name: str, scale: int) -> bool:
     return scale != 1 or bool(condition.blur_sigma or condition.noise_sigma or condition.jpeg_quality)
 
 
+def conditions_at(scale: int) -> list[str]:
+    """The names of the conditions that exist at `scale`, in `CONDITIONS` order (what `--degradations all` runs)."""
+    return [name for name in CONDITIONS if applies(name, scale)]
+
+
 def own_conditions(degradation: str, scale: int) -> list[str]:
     """The test conditions a model trained for `degradation` at `scale` is checked under: its own, or for a model
     for any photo the clean (bicubic) and the camera condition where they exist at its scale (camera only at x1)."""
@@ -89,7 +94,7 @@ def condition_lq(gt: torch.Tensor, name: str, scale: int = 4) -> torch.Tensor:
         raise ValueError(f"unknown test condition {name!r}; expected one of {', '.join(CONDITIONS)}")
     if not applies(name, scale):
         raise ValueError(f"the test condition {name} does not exist at x{scale}; at x{scale} there are "
-                         f"{', '.join(n for n in CONDITIONS if applies(n, scale))}")
+                         f"{', '.join(conditions_at(scale))}")
     x = gt[None].float()  # (1, 3, H, W)
     if condition.blur_sigma:
         x = blur(x, blur_kernel(condition))
