@@ -18,13 +18,18 @@ from superres.weights import read_info, save_weights
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_gpu_job_runs_end_to_end_on_the_cpu(tmp_path):
+def make_subset(root: Path, *, train_size: int) -> None:
+    """A .subset/ as tools/make_subset.py writes it: two smooth training photos and one validation image."""
     rng = np.random.default_rng(0)
-    for folder, count, size in (("train/photos", 2, 64), ("val", 1, 48)):
-        (tmp_path / "subset" / folder).mkdir(parents=True)
+    for folder, count, size in (("train/photos", 2, train_size), ("val", 1, 48)):
+        (root / folder).mkdir(parents=True)
         for i in range(count):
             pixels = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).resize((size, size), Image.BICUBIC).save(tmp_path / "subset" / folder / f"{i}.png")
+            Image.fromarray(pixels).resize((size, size), Image.BICUBIC).save(root / folder / f"{i}.png")
+
+
+def test_the_gpu_job_runs_end_to_end_on_the_cpu(tmp_path):
+    make_subset(tmp_path / "subset", train_size=64)
     env = os.environ | {
         "OUT": str(tmp_path / "out"), "SUBSET": str(tmp_path / "subset"), "STEPS": "4", "BATCH": "2", "PATCH": "32",
         "MINUTES": "2", "COMPILE": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": "",
@@ -51,12 +56,7 @@ def test_the_next_gpu_session_runs_its_four_jobs_and_packs_six_files_on_the_cpu(
     gan_args = {"scale": 4, "channels": 4, "num_blocks": 1, "upsampler": "nearest-conv"}
     save_weights(generator, build_model("rescnn", **gan_args), arch="rescnn", args=gan_args, scale=4,
                  degradation="realistic")
-    rng = np.random.default_rng(0)
-    for folder, count, size in (("train/photos", 2, 160), ("val", 1, 48)):
-        (tmp_path / "subset" / folder).mkdir(parents=True)
-        for i in range(count):
-            pixels = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).resize((size, size), Image.BICUBIC).save(tmp_path / "subset" / folder / f"{i}.png")
+    make_subset(tmp_path / "subset", train_size=160)
     env = os.environ | {
         "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "SUBSET": str(tmp_path / "subset"),
         "X4_STEPS": "2", "X1_STEPS": "2", "GAN_STEPS": "2", "X4_BATCH": "2", "X4_PATCH": "32", "X1_BATCH": "2",
